@@ -1,0 +1,132 @@
+"""Span processors that make up an init()'s pipeline.
+
+``Router`` is what the TracerProvider holds; it forwards to the current ``Pipeline`` so a second
+``init()`` swaps pipelines instead of exporting twice. The pipeline enriches spans from context
+(session, user, received handoffs), lets transforming processors rewrite finished spans (compat),
+and contains every failure so that ``span.end()`` never raises into user code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from plyra_trace import _semconv as sc
+from plyra_trace._context import scope_attributes
+from plyra_trace._propagation import take_pending_handoff
+from plyra_trace._safety import log_once
+
+
+@runtime_checkable
+class SpanTransform(Protocol):
+    """A processor that may return a rewritten copy of a finished span (compat mappings)."""
+
+    def transform(self, span: ReadableSpan) -> ReadableSpan: ...
+
+
+class EnrichProcessor(SpanProcessor):
+    """Copies session, user, metadata and tags onto every span, and received handoffs onto the
+    first span that continues them."""
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        attributes = scope_attributes(parent_context)
+        if attributes:
+            span.set_attributes(attributes)
+        parent = span.parent
+        if parent is not None and parent.is_remote:
+            handoff = take_pending_handoff(parent_context, parent)
+            if handoff:
+                if sc.HANDOFF_TO not in handoff:
+                    receiver = (span.attributes or {}).get(sc.AGENT_NAME)
+                    if isinstance(receiver, str):
+                        handoff = {**handoff, sc.HANDOFF_TO: receiver}
+                span.set_attributes(handoff)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+class Pipeline(SpanProcessor):
+    """Enrichment, user processors and the export processor of one ``init()``."""
+
+    def __init__(self, processors: Sequence[SpanProcessor], exporting: SpanProcessor) -> None:
+        self._enrich = EnrichProcessor()
+        self._processors = list(processors)
+        self._transforms = [p for p in self._processors if isinstance(p, SpanTransform)]
+        self._exporting = exporting
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        try:
+            self._enrich.on_start(span, parent_context)
+            for processor in self._processors:
+                processor.on_start(span, parent_context)
+        except Exception:
+            log_once("on_start", "plyra_trace: a span processor failed in on_start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            for transform in self._transforms:
+                span = transform.transform(span)
+            for processor in self._processors:
+                processor.on_end(span)
+            self._exporting.on_end(span)
+        except Exception:
+            log_once("on_end", "plyra_trace: a span processor failed in on_end")
+
+    def shutdown(self, timeout_millis: int = 30_000) -> None:
+        for processor in (*self._processors, self._exporting):
+            try:
+                shutdown = processor.shutdown
+                if "timeout_millis" in shutdown.__code__.co_varnames:
+                    shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+                else:
+                    shutdown()
+            except Exception:
+                log_once("shutdown", "plyra_trace: a span processor failed to shut down")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush every processor, giving up after ``timeout_millis`` (never blocks longer)."""
+        done = threading.Event()
+        outcome = [True]
+
+        def _flush() -> None:
+            try:
+                for processor in (*self._processors, self._exporting):
+                    outcome[0] = bool(processor.force_flush(timeout_millis)) and outcome[0]
+            except Exception:
+                outcome[0] = False
+            finally:
+                done.set()
+
+        threading.Thread(target=_flush, name="plyra-flush", daemon=True).start()
+        return done.wait(timeout_millis / 1000) and outcome[0]
+
+
+class Router(SpanProcessor):
+    """The provider's processor: forwards to whichever pipeline ``init()`` installed last."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_end(span)
+
+    def shutdown(self) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            pipeline.shutdown(timeout_millis=5_000)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        pipeline = self.pipeline
+        return pipeline.force_flush(timeout_millis) if pipeline is not None else True
