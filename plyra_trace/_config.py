@@ -29,7 +29,7 @@ from opentelemetry.util.types import Attributes
 
 from plyra_trace import _capture, _export, _propagation, _runtime
 from plyra_trace._capture import Redactor
-from plyra_trace._console import ConsoleTreeExporter
+from plyra_trace._console import ConsoleTreeProcessor
 from plyra_trace._llm import warm_prices
 from plyra_trace._processors import Pipeline, Router
 from plyra_trace._safety import logger
@@ -236,8 +236,6 @@ def init(
                 url, resolved_protocol, _export.resolve_headers(headers, api_key), timeout
             )
         )
-    if console or (console is None and not exporters):
-        exporters.append(ConsoleTreeExporter())
 
     _capture.settings.configure(capture_io, max_io_chars, redact_keys, redactor)
     if propagators is not None:
@@ -250,6 +248,8 @@ def init(
         _export.exporting_processor(e, batch, max_queue_size, schedule_delay_millis)
         for e in exporters
     ]
+    if console or (console is None and not exporters):
+        processors.append(ConsoleTreeProcessor())
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
@@ -301,6 +301,10 @@ class _Fanout(SpanProcessor):
 
     def __init__(self, processors: Sequence[SpanProcessor]) -> None:
         self._processors = list(processors)
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        for processor in self._processors:
+            processor.on_start(span, parent_context)
 
     def on_end(self, span: Any) -> None:
         for processor in self._processors:

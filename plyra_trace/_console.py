@@ -8,8 +8,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from plyra_trace import _semconv as sc
@@ -60,36 +60,48 @@ _COLOURS: Final = {
 _RESET: Final = "\033[0m"
 
 
-class ConsoleTreeExporter(SpanExporter):
-    """Buffers spans per trace and prints the tree when its local root ends."""
+class ConsoleTreeProcessor(SpanProcessor):
+    """Prints each trace as a tree once every span of it started in this process has ended.
+
+    Tracking open spans (not just "a root ended") keeps a trace continued in-process, e.g. with
+    ``continue_trace``, in one tree. Memory is bounded: at most a few hundred open traces.
+    """
 
     def __init__(self, stream: TextIO | None = None, colour: bool | None = None) -> None:
         self._stream = stream
         self._colour = colour
-        self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._open: OrderedDict[int, tuple[set[int], list[ReadableSpan]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        finished: list[list[ReadableSpan]] = []
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        trace_id = span.context.trace_id
         with self._lock:
-            for span in spans:
-                trace_id = span.context.trace_id
-                bucket = self._open.setdefault(trace_id, [])
-                if len(bucket) < _MAX_SPANS_PER_TRACE:
-                    bucket.append(span)
-                if span.parent is None or span.parent.is_remote:
-                    finished.append(self._open.pop(trace_id))
-            while len(self._open) > _MAX_OPEN_TRACES:
-                self._open.popitem(last=False)
-        for trace_spans in finished:
-            self._write(render_tree(trace_spans, colour=self._use_colour()))
-        return SpanExportResult.SUCCESS
+            entry = self._open.get(trace_id)
+            if entry is None:
+                entry = self._open[trace_id] = (set(), [])
+                while len(self._open) > _MAX_OPEN_TRACES:
+                    self._open.popitem(last=False)
+            entry[0].add(span.context.span_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        trace_id = span.context.trace_id
+        with self._lock:
+            entry = self._open.get(trace_id)
+            if entry is None:
+                return
+            running, finished = entry
+            running.discard(span.context.span_id)
+            if len(finished) < _MAX_SPANS_PER_TRACE:
+                finished.append(span)
+            if running:
+                return
+            del self._open[trace_id]
+        self._write(render_tree(finished, colour=self._use_colour()))
 
     def _use_colour(self) -> bool:
         if self._colour is not None:
             return self._colour
-        stream = self._target()
-        return bool(getattr(stream, "isatty", lambda: False)())
+        return bool(getattr(self._target(), "isatty", lambda: False)())
 
     def _target(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stderr
@@ -104,10 +116,10 @@ class ConsoleTreeExporter(SpanExporter):
 
     def shutdown(self) -> None:
         with self._lock:
-            leftovers = list(self._open.values())
+            leftovers = [finished for _, finished in self._open.values() if finished]
             self._open.clear()
-        for trace_spans in leftovers:
-            self._write(render_tree(trace_spans, colour=self._use_colour()))
+        for finished in leftovers:
+            self._write(render_tree(finished, colour=self._use_colour()))
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True

@@ -18,8 +18,6 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.util.re import parse_env_headers
 
-from plyra_trace._console import ConsoleTreeExporter
-
 HTTP_PROTOBUF: Final = "http/protobuf"
 GRPC: Final = "grpc"
 _TRACES_PATH: Final = "/v1/traces"
@@ -122,7 +120,7 @@ def exporting_processor(
 ) -> SpanProcessor:
     """A bounded batch processor (never blocks the caller) or, with ``batch=False``, a
     synchronous one for scripts and serverless functions."""
-    if isinstance(exporter, ConsoleTreeExporter) or not batch:
+    if not batch:
         return SimpleSpanProcessor(exporter)
     return BatchSpanProcessor(
         exporter,

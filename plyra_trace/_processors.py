@@ -64,6 +64,7 @@ class Pipeline(SpanProcessor):
             self._enrich.on_start(span, parent_context)
             for processor in self._processors:
                 processor.on_start(span, parent_context)
+            self._exporting.on_start(span, parent_context)
         except Exception:
             log_once("on_start", "plyra_trace: a span processor failed in on_start")
 

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 import json
+import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -128,6 +129,7 @@ def _start(
 
 def _succeed(span: Span, recipe: SpanRecipe, result: Any, stream_items: int | None = None) -> None:
     """Record the outcome of a call that returned normally, then end its span."""
+    end_time = time.time_ns()  # serialising and pricing are not part of the call
     try:
         attributes: dict[str, Any] = {}
         if recipe.wants_output() and result is not None:
@@ -144,12 +146,15 @@ def _succeed(span: Span, recipe: SpanRecipe, result: Any, stream_items: int | No
     except Exception:
         log_once("finish", "plyra_trace: could not record a call's result on its span")
     finally:
-        span.end()
+        span.end(end_time)
 
 
-def _fail(span: Span, error: BaseException) -> None:
+def _fail(span: Span, error: BaseException, stream_items: int | None = None) -> None:
     """Record an exception (cancellation is not an error), then end the span."""
+    end_time = time.time_ns()
     try:
+        if stream_items is not None:
+            span.set_attribute(_STREAM_ITEMS_ATTRIBUTE, stream_items)
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             span.set_attribute(_CANCELLED_ATTRIBUTE, True)
         elif isinstance(error, SystemExit) and error.code in (0, None):
@@ -160,7 +165,7 @@ def _fail(span: Span, error: BaseException) -> None:
     except Exception:
         log_once("fail", "plyra_trace: could not record an exception on its span")
     finally:
-        span.end()
+        span.end(end_time)
 
 
 class _StreamOutput:
@@ -261,7 +266,7 @@ def _wrap_generator(fn: Callable[..., Any], recipe: SpanRecipe) -> Callable[...,
                     inner.close()
                 finally:
                     otel_context.detach(token)
-                _fail(span, exit_)
+                _fail(span, exit_, output.count)
                 raise
             except BaseException as thrown:
                 step: Callable[[], Any] = functools.partial(inner.throw, thrown)
@@ -279,7 +284,7 @@ def _wrap_generator(fn: Callable[..., Any], recipe: SpanRecipe) -> Callable[...,
                 )
                 return stop.value
             except BaseException as error:
-                _fail(span, error)
+                _fail(span, error, output.count)
                 raise
             finally:
                 otel_context.detach(token)
@@ -308,7 +313,7 @@ def _wrap_async_generator(fn: Callable[..., Any], recipe: SpanRecipe) -> Callabl
                 _succeed(span, recipe, output.result(), output.count)
                 return
             except BaseException as error:
-                _fail(span, error)
+                _fail(span, error, output.count)
                 raise
             finally:
                 otel_context.detach(token)
@@ -321,7 +326,7 @@ def _wrap_async_generator(fn: Callable[..., Any], recipe: SpanRecipe) -> Callabl
                     await inner.aclose()
                 finally:
                     otel_context.detach(token)
-                _fail(span, exit_)
+                _fail(span, exit_, output.count)
                 raise
             except BaseException as thrown:
                 step = functools.partial(inner.athrow, thrown)

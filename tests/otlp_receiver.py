@@ -102,7 +102,9 @@ class OTLPReceiver:
                                 }
                                 for e in span.events
                             ],
-                            links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                            links=[
+                                (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                            ],
                             start_ns=span.start_time_unix_nano,
                             end_ns=span.end_time_unix_nano,
                         )
