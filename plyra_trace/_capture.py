@@ -56,6 +56,7 @@ class CaptureSettings:
     max_chars: int = DEFAULT_MAX_CHARS
     redact_keys: frozenset[str] = DEFAULT_REDACT_KEYS
     redactor: Redactor | None = None
+    _verdicts: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def configure(
         self,
@@ -71,9 +72,15 @@ class CaptureSettings:
         extra = {_normalise_key(k) for k in (redact_keys or ())}
         self.redact_keys = DEFAULT_REDACT_KEYS | extra
         self.redactor = redactor
+        self._verdicts = {}
 
     def is_secret(self, key: str) -> bool:
-        return _normalise_key(key) in self.redact_keys
+        known = self._verdicts.get(key)
+        if known is None:
+            known = _normalise_key(key) in self.redact_keys
+            if len(self._verdicts) < 4096:  # bounded: keys are usually parameter names
+                self._verdicts[key] = known
+        return known
 
 
 settings = CaptureSettings()
@@ -135,17 +142,32 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     return value
 
 
+_SCALARS: Final = (int, float, bool, type(None))
+
+
 def _needs_scrub(value: Any) -> bool:
+    """Whether ``value`` may hold a secret key or an overlong string (cheap checks first)."""
     if isinstance(value, str):
         return len(value) > settings.max_chars
+    if isinstance(value, dict):
+        limit = settings.max_chars
+        return not all(
+            isinstance(key, str)
+            and not settings.is_secret(key)
+            and (type(item) in _SCALARS or (type(item) is str and len(item) <= limit))
+            for key, item in value.items()
+        )
     return isinstance(value, Mapping | list | tuple)
+
+
+_ENCODER: Final = json.JSONEncoder(default=_fallback, ensure_ascii=False)  # built once: hot path
 
 
 def _encode(value: Any) -> str:
     try:
-        return json.dumps(value, default=_fallback, ensure_ascii=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
-        return json.dumps(safe_repr(value), ensure_ascii=False)
+        return _ENCODER.encode(safe_repr(value))
 
 
 def _bounded(text: str) -> tuple[str, bool]:

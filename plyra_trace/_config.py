@@ -250,6 +250,8 @@ def init(
     ]
     if console or (console is None and not exporters):
         processors.append(ConsoleTreeProcessor())
+    if not processors:
+        processors.append(SpanProcessor())  # nowhere to export: spans are still made and dropped
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
     from plyra_trace.compat import OpenInferenceSpanProcessor
 

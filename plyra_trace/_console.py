@@ -140,7 +140,7 @@ def _describe(span: ReadableSpan, colour: bool) -> str:
     attributes = span.attributes or {}
     kind = str(attributes.get(sc.PLYRA_SPAN_KIND) or span.kind.name)
     failed = span.status.status_code is StatusCode.ERROR
-    status = "ERROR" if failed else ("OK" if span.status.status_code is StatusCode.OK else "-")
+    status = "ERROR" if failed else "OK"
     details = []
     for key in _KEY_ATTRIBUTES:
         if key in attributes:

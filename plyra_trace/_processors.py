@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from plyra_trace import _semconv as sc
 from plyra_trace._context import scope_attributes
 from plyra_trace._propagation import take_pending_handoff
+from plyra_trace._runtime import INSTRUMENTATION_NAME
 from plyra_trace._safety import log_once
 
 
@@ -33,9 +34,11 @@ class EnrichProcessor(SpanProcessor):
     first span that continues them."""
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        attributes = scope_attributes(parent_context)
-        if attributes:
-            span.set_attributes(attributes)
+        scope = span.instrumentation_scope
+        if scope is None or scope.name != INSTRUMENTATION_NAME:  # plyra spans carry them already
+            attributes = scope_attributes(parent_context)
+            if attributes:
+                span.set_attributes(attributes)
         parent = span.parent
         if parent is not None and parent.is_remote:
             handoff = take_pending_handoff(parent_context, parent)

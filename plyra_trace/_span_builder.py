@@ -13,7 +13,7 @@ from opentelemetry.util.types import AttributeValue
 
 from plyra_trace import _capture, _runtime
 from plyra_trace import _semconv as sc
-from plyra_trace._context import current_agent, with_agent
+from plyra_trace._context import current_agent, scope_attributes, with_agent
 from plyra_trace._guard import GuardResult
 from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider, usage_attributes
 from plyra_trace._safety import log_once
@@ -49,8 +49,10 @@ class SpanBuilder:
     def __enter__(self) -> SpanBuilder:
         try:
             self._parent = otel_context.get_current()
+            scoped = scope_attributes(self._parent)
+            attributes = {**self._attributes, **scoped} if scoped else self._attributes
             self._span = _runtime.tracer.start_span(
-                self.name, context=self._parent, attributes=self._attributes
+                self.name, context=self._parent, attributes=attributes
             )
             self._token = otel_context.attach(trace.set_span_in_context(self._span, self._parent))
         except Exception:

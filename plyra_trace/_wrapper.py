@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from plyra_trace import _capture, _runtime
 from plyra_trace import _semconv as sc
-from plyra_trace._context import current_agent, with_agent
+from plyra_trace._context import current_agent, scope_attributes, with_agent
 from plyra_trace._safety import log_once
 
 ResultHook = Callable[[Any], Mapping[str, Any]]
@@ -105,8 +105,11 @@ def _start(
     try:
         parent = otel_context.get_current()
         attributes = recipe.attributes
-        if recipe.agent_name is not None or recipe.wants_input():
+        scoped = scope_attributes(parent)
+        if scoped is not None or recipe.agent_name is not None or recipe.wants_input():
             attributes = dict(attributes)
+            if scoped is not None:  # set here in one go; EnrichProcessor skips our spans
+                attributes.update(scoped)
             if recipe.agent_name is not None:
                 caller = current_agent(parent)
                 if caller is not None and caller != recipe.agent_name:
@@ -142,7 +145,6 @@ def _succeed(span: Span, recipe: SpanRecipe, result: Any, stream_items: int | No
             attributes[_STREAM_ITEMS_ATTRIBUTE] = stream_items
         if attributes:
             span.set_attributes(attributes)
-        span.set_status(Status(StatusCode.OK))
     except Exception:
         log_once("finish", "plyra_trace: could not record a call's result on its span")
     finally:
