@@ -8,8 +8,8 @@ them onto every span started inside the block, our own and other instrumentation
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,13 +105,33 @@ def with_agent(name: str, ctx: otel_context.Context | None = None) -> otel_conte
     return otel_context.set_value(_AGENT_KEY, name, ctx)
 
 
-@contextmanager
-def _entered(scope: Scope) -> Iterator[None]:
-    token = otel_context.attach(with_scope(scope))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+class _ScopeBlock:
+    """A ``with`` block that puts a scope in force and restores the previous one on exit.
+
+    A small class rather than a generator-based context manager: it is entered per request.
+    """
+
+    __slots__ = ("_build", "_token")
+
+    def __init__(self, build: Callable[[Scope], Scope]) -> None:
+        self._build = build
+        self._token: object | None = None
+
+    def __enter__(self) -> None:
+        ctx = otel_context.get_current()
+        before = current_scope(ctx)
+        after = self._build(before)
+        ctx = otel_context.set_value(SCOPE_KEY, after, ctx)
+        if after.session_id != before.session_id and after.session_id is not None:
+            ctx = baggage.set_baggage(sc.BAGGAGE_SESSION, after.session_id, ctx)
+        if after.user_id != before.user_id and after.user_id is not None:
+            ctx = baggage.set_baggage(sc.BAGGAGE_USER, after.user_id, ctx)
+        self._token = otel_context.attach(ctx)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
 
 
 def _clean_id(kind: str, value: object) -> str:
@@ -123,28 +143,29 @@ def _clean_id(kind: str, value: object) -> str:
     return text
 
 
-def session(session_id: str) -> Any:
+def session(session_id: str) -> AbstractContextManager[None]:
     """Attribute every span inside the block to a session (a conversation, a run)."""
-    return _entered(current_scope().replace(session_id=_clean_id("session", session_id)))
+    clean = _clean_id("session", session_id)
+    return _ScopeBlock(lambda scope: scope.replace(session_id=clean))
 
 
-def user(user_id: str) -> Any:
+def user(user_id: str) -> AbstractContextManager[None]:
     """Attribute every span inside the block to a user."""
-    return _entered(current_scope().replace(user_id=_clean_id("user", user_id)))
+    clean = _clean_id("user", user_id)
+    return _ScopeBlock(lambda scope: scope.replace(user_id=clean))
 
 
-def metadata(values: Mapping[str, Any]) -> Any:
+def metadata(values: Mapping[str, Any]) -> AbstractContextManager[None]:
     """Add key/value metadata to every span inside the block; inner blocks win on conflicts."""
     if not isinstance(values, Mapping):
         raise TypeError("metadata() takes a mapping, e.g. metadata({'tier': 'enterprise'})")
-    scope = current_scope()
-    return _entered(scope.replace(metadata={**scope.metadata, **values}))
+    added = dict(values)
+    return _ScopeBlock(lambda scope: scope.replace(metadata={**scope.metadata, **added}))
 
 
-def tags(values: Iterable[str]) -> Any:
+def tags(values: Iterable[str]) -> AbstractContextManager[None]:
     """Add tags to every span inside the block; nested blocks add to the outer tags."""
-    if isinstance(values, str):
-        values = [values]
-    scope = current_scope()
-    merged = dict.fromkeys((*scope.tags, *(str(tag) for tag in values)))
-    return _entered(scope.replace(tags=tuple(merged)))
+    added = [values] if isinstance(values, str) else [str(tag) for tag in values]
+    return _ScopeBlock(
+        lambda scope: scope.replace(tags=tuple(dict.fromkeys((*scope.tags, *added))))
+    )
