@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from plyra_trace import _semconv as sc
 from plyra_trace._guard import GuardResult
-from plyra_trace._llm import infer_provider, llm_result_attributes
+from plyra_trace._llm import infer_provider, llm_result_attributes, model_attributes
 from plyra_trace._wrapper import SpanRecipe, describe_parameters, wrap
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -238,18 +238,10 @@ def llm(
         return llm_result_attributes(result, model, resolved_provider)
 
     def recipe(target: Any) -> SpanRecipe:
-        attributes: dict[str, Any] = {}
-        if model:
-            attributes[sc.LLM_MODEL_NAME] = model
-            attributes[sc.GEN_AI_REQUEST_MODEL] = model
-        if resolved_provider:
-            attributes[sc.LLM_PROVIDER] = resolved_provider
-            attributes[sc.GEN_AI_PROVIDER] = resolved_provider
-            attributes[sc.GEN_AI_SYSTEM] = resolved_provider
         return SpanRecipe(
             name=name or (f"chat {model}" if model else _name_of(target)),
             kind=sc.SpanKind.LLM,
-            attributes=attributes,
+            attributes=dict(model_attributes(model, resolved_provider)),
             capture_input=capture_input,
             capture_output=capture_output,
             on_result=on_result,

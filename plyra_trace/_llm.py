@@ -100,6 +100,19 @@ def infer_provider(model: str | None) -> str | None:
     return None
 
 
+def model_attributes(model: str | None, provider: str | None) -> dict[str, str]:
+    """Model and provider attributes, OpenInference and gen_ai names side by side."""
+    attributes: dict[str, str] = {}
+    if model:
+        attributes[sc.LLM_MODEL_NAME] = model
+        attributes[sc.GEN_AI_REQUEST_MODEL] = model
+    if provider:
+        attributes[sc.LLM_PROVIDER] = provider
+        attributes[sc.GEN_AI_PROVIDER] = provider
+        attributes[sc.GEN_AI_SYSTEM] = provider
+    return attributes
+
+
 def usage_attributes(usage: LLMUsage) -> dict[str, int]:
     """OpenInference and gen_ai token attributes for ``usage``."""
     attributes = {

@@ -15,7 +15,13 @@ from plyra_trace import _capture, _runtime
 from plyra_trace import _semconv as sc
 from plyra_trace._context import current_agent, scope_attributes, with_agent
 from plyra_trace._guard import GuardResult
-from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider, usage_attributes
+from plyra_trace._llm import (
+    LLMUsage,
+    cost_attributes,
+    infer_provider,
+    model_attributes,
+    usage_attributes,
+)
 from plyra_trace._safety import log_once
 from plyra_trace._wrapper import _fail
 
@@ -199,13 +205,7 @@ def llm_attributes(
 ) -> dict[str, AttributeValue]:
     """Model, provider, usage and cost attributes for explicitly reported LLM usage."""
     provider = provider or infer_provider(model)
-    attributes: dict[str, AttributeValue] = {}
-    if model:
-        attributes[sc.LLM_MODEL_NAME] = model
-        attributes[sc.GEN_AI_REQUEST_MODEL] = model
-    if provider:
-        attributes[sc.LLM_PROVIDER] = provider
-        attributes[sc.GEN_AI_PROVIDER] = provider
+    attributes: dict[str, AttributeValue] = dict(model_attributes(model, provider))
     if input_tokens is not None or output_tokens is not None:
         usage = LLMUsage(
             input_tokens=input_tokens or 0,
