@@ -13,9 +13,11 @@ from plyra_trace._propagation import continue_trace, extract_context, handoff, i
 from plyra_trace._semconv import SpanKind
 from plyra_trace._span_builder import SpanBuilder, record_llm_usage
 from plyra_trace._version import VERSION as __version__
+from plyra_trace.integrations.asgi import PlyraMiddleware
 
 __all__ = [
     "GuardResult",
+    "PlyraMiddleware",
     "PlyraTrace",
     "SpanBuilder",
     "SpanKind",
