@@ -9,6 +9,7 @@ from plyra_trace._config import PlyraTrace, init
 from plyra_trace._context import metadata, session, tags, user
 from plyra_trace._decorators import agent, guard, llm, tool, trace
 from plyra_trace._guard import GuardResult
+from plyra_trace._instrument import instrument, uninstrument
 from plyra_trace._propagation import continue_trace, extract_context, handoff, inject_context
 from plyra_trace._semconv import SpanKind
 from plyra_trace._span_builder import SpanBuilder, record_llm_usage
@@ -29,6 +30,7 @@ __all__ = [
     "handoff",
     "init",
     "inject_context",
+    "instrument",
     "llm",
     "metadata",
     "record_llm_usage",
@@ -36,5 +38,6 @@ __all__ = [
     "tags",
     "tool",
     "trace",
+    "uninstrument",
     "user",
 ]

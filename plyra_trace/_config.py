@@ -211,12 +211,15 @@ def init(
     timeout: float | None = None,
     max_queue_size: int = 2048,
     schedule_delay_millis: int = 500,
+    instrument: bool | Sequence[str] | None = None,
 ) -> PlyraTrace:
     """Set up tracing for ``project`` and return a handle to flush and shut it down.
 
     With no ``endpoint`` (and no ``OTEL_EXPORTER_OTLP_*ENDPOINT`` set) each trace is printed to
     stderr as a tree. ``endpoint`` takes a base URL (``http://localhost:4318``) or a full
     ``.../v1/traces`` URL. Explicit arguments win over the standard ``OTEL_*`` variables.
+    ``instrument`` turns on auto-instrumentation: True for every installed target, or names
+    (``["openai", "anthropic", "langchain", "crewai", "ag2"]``).
     """
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
@@ -253,9 +256,12 @@ def init(
     if not processors:
         processors.append(SpanProcessor())  # nowhere to export: spans are still made and dropped
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
+    from plyra_trace._instrument import AutoSpanProcessor
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
-    pipeline = Pipeline([OpenInferenceSpanProcessor(), *(span_processors or ())], exporting)
+    pipeline = Pipeline(
+        [OpenInferenceSpanProcessor(), AutoSpanProcessor(), *(span_processors or ())], exporting
+    )
 
     with _process.lock:
         previous = _process.active
@@ -290,6 +296,10 @@ def init(
     warm_prices()
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
+    if instrument:
+        from plyra_trace import _instrument
+
+        _instrument.configure(instrument)
     return handle
 
 

@@ -1,0 +1,459 @@
+"""Auto-instrumentation: OpenInference instrumentors, with their spans made first-class plyra spans.
+
+``instrument("openai", ...)`` turns on the OpenInference instrumentor of each named target (all
+importable ones when none is named); ``uninstrument`` turns them off. ``AutoSpanProcessor``, which
+every ``init()`` pipeline runs, finishes the job on the spans they (and SDKs that trace themselves,
+like anthropic 2.x) produce: model, provider, token counts and genai-prices cost on LLM spans; one
+token count per chain of nested LLM spans; LangGraph agent nodes as AGENT spans with in-process
+handoffs between them; AG2 replies as handoffs from the sender.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from plyra_trace import _semconv as sc
+from plyra_trace._context import current_agent
+from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider
+from plyra_trace._runtime import INSTRUMENTATION_NAME
+from plyra_trace._safety import log_once, logger
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a target's library and its OpenInference instrumentor live."""
+
+    library: str  # the module that must be importable
+    module: str  # the instrumentor's module
+    instrumentor: str  # the instrumentor's class
+    extra: str  # the plyra-trace extra that installs it
+
+
+_TARGETS: Final = {
+    "openai": _Target(
+        "openai", "openinference.instrumentation.openai", "OpenAIInstrumentor", "openai"
+    ),
+    "anthropic": _Target(
+        "anthropic", "openinference.instrumentation.anthropic", "AnthropicInstrumentor", "anthropic"
+    ),
+    "langchain": _Target(
+        "langchain_core",
+        "openinference.instrumentation.langchain",
+        "LangChainInstrumentor",
+        "langchain",
+    ),
+    "crewai": _Target(
+        "crewai", "openinference.instrumentation.crewai", "CrewAIInstrumentor", "crewai"
+    ),
+    "ag2": _Target("autogen", "openinference.instrumentation.ag2", "AG2Instrumentor", "ag2"),
+}
+_ALIASES: Final = {"langgraph": "langchain", "autogen": "ag2", "pyautogen": "ag2"}
+
+_active: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _canonical(name: str) -> str:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _TARGETS:
+        known = ", ".join(sorted(_TARGETS))
+        raise ValueError(f"unknown instrumentation target {name!r}; expected one of {known}")
+    return key
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _trace_config() -> Any:
+    """OpenInference's TraceConfig honouring plyra's ``capture_io`` (no inputs/outputs when off)."""
+    from openinference.instrumentation import TraceConfig
+
+    from plyra_trace._capture import settings
+
+    if settings.enabled:
+        return TraceConfig()
+    return TraceConfig(hide_inputs=True, hide_outputs=True)
+
+
+def _tracer_provider() -> Any:
+    from plyra_trace._config import get_active
+
+    handle = get_active()
+    return handle.provider if handle is not None else None
+
+
+def _instrument_one(name: str, *, quiet: bool) -> bool:
+    """Turn on one target; a missing library or instrumentor is a one-line hint, never an error."""
+    target = _TARGETS[name]
+    if name in _active:
+        return True
+    if not _importable(target.library):
+        if not quiet:
+            logger.warning(
+                "plyra_trace: not instrumenting %s: its library (%s) is not installed",
+                name,
+                target.library,
+            )
+        return False
+    if not _importable(target.module):
+        logger.warning(
+            "plyra_trace: not instrumenting %s: install it with  pip install 'plyra-trace[%s]'",
+            name,
+            target.extra,
+        )
+        return False
+    try:
+        instrumentor = getattr(importlib.import_module(target.module), target.instrumentor)()
+        kwargs: dict[str, Any] = {"config": _trace_config()}
+        provider = _tracer_provider()
+        if provider is not None:
+            kwargs["tracer_provider"] = provider
+        instrumentor.instrument(**kwargs)
+    except Exception:
+        log_once(f"instrument:{name}", f"plyra_trace: could not instrument {name}")
+        return False
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        logger.warning(
+            "plyra_trace: not instrumenting %s: the installed %s version is not supported by %s",
+            name,
+            target.library,
+            target.module,
+        )
+        return False
+    _active[name] = instrumentor
+    return True
+
+
+def instrument(*names: str) -> list[str]:
+    """Turn on auto-instrumentation for ``names`` (all targets whose library is importable when
+    none is given); returns the targets now instrumented. Unknown names raise ``ValueError``."""
+    wanted = [_canonical(n) for n in names] if names else list(_TARGETS)
+    with _lock:
+        for name in dict.fromkeys(wanted):
+            _instrument_one(name, quiet=not names)
+        return sorted(_active)
+
+
+def uninstrument(*names: str) -> list[str]:
+    """Turn auto-instrumentation off for ``names`` (all when none is given); returns those left."""
+    wanted = [_canonical(n) for n in names] if names else list(_active)
+    with _lock:
+        for name in dict.fromkeys(wanted):
+            instrumentor = _active.pop(name, None)
+            if instrumentor is None:
+                continue
+            try:
+                instrumentor.uninstrument()
+            except Exception:
+                log_once(f"uninstrument:{name}", f"plyra_trace: could not uninstrument {name}")
+        return sorted(_active)
+
+
+def instrumented() -> list[str]:
+    """The targets instrumented right now."""
+    return sorted(_active)
+
+
+def configure(option: bool | str | Any) -> None:
+    """Apply ``init(instrument=...)``: True for everything importable, or a list of names."""
+    if option is None or option is False:
+        return
+    if option is True:
+        instrument()
+    elif isinstance(option, str):
+        instrument(option)
+    else:
+        instrument(*option)
+
+
+# --- span processor ------------------------------------------------------------------------------
+
+ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
+_OI_SCOPE_PREFIX: Final = "openinference.instrumentation."
+_LANGCHAIN_SCOPE: Final = "openinference.instrumentation.langchain"
+_ANTHROPIC_OI_SCOPE: Final = "openinference.instrumentation.anthropic"
+_AG2_SCOPE: Final = "openinference.instrumentation.ag2"
+_AG2_SENDER: Final = "ag2.sender.name"
+_LANGGRAPH_NODE: Final = "langgraph_node"
+_FRAMEWORK_LANGGRAPH: Final = "langgraph"
+_FRAMEWORK_AG2: Final = "ag2"
+# Where a stripped token count was counted instead: "child" (a nested LLM span measured the same
+# call) or "parent" (the span duplicates the OpenInference span above it).
+USAGE_COUNTED_ON: Final = "plyra.llm.usage_counted_on"
+_USAGE_PREFIXES: Final = ("llm.token_count.", "llm.cost.", "gen_ai.usage.")
+_GEN_AI_CACHE_WRITE_ALT: Final = "gen_ai.usage.cache_write.input_tokens"  # anthropic 2.x's name
+
+
+class _Open:
+    """What the processor remembers about a span while it runs."""
+
+    __slots__ = (
+        "enclosing_agent",
+        "has_llm",
+        "last_agent",
+        "parent",
+        "prev_agent",
+        "scope",
+        "usage_below",
+    )
+
+    def __init__(self, parent: _Open | None, scope: str, enclosing_agent: str | None) -> None:
+        self.parent = parent
+        self.scope = scope
+        self.enclosing_agent = enclosing_agent
+        self.has_llm = False  # an LLM span finished somewhere below
+        self.usage_below = False  # a span below carried token counts
+        self.last_agent: str | None = None  # the last agent node that finished as a child
+        self.prev_agent = (
+            (parent.last_agent or parent.enclosing_agent) if parent is not None else enclosing_agent
+        )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _replaced(span: ReadableSpan, attributes: Mapping[str, Any]) -> ReadableSpan:
+    """A copy of the finished ``span`` with exactly ``attributes``."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _tracked_at_start(scope: str, attributes: Mapping[str, Any]) -> bool:
+    if attributes.get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value:
+        return True
+    return scope.startswith(_OI_SCOPE_PREFIX) or scope == ANTHROPIC_SDK_SCOPE
+
+
+def _kind_of(scope: str, attributes: Mapping[str, Any]) -> str | None:
+    kind = attributes.get(sc.PLYRA_SPAN_KIND)
+    if isinstance(kind, str):
+        return kind
+    oi_kind = attributes.get(sc.OI_SPAN_KIND)
+    if isinstance(oi_kind, str):
+        return sc.plyra_kind_from_openinference(oi_kind).value
+    return None
+
+
+def _llm_enrichment(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Model, provider, OpenInference token counts and cost for an LLM span that lacks them."""
+    added: dict[str, Any] = {}
+    model = (
+        _str(attributes.get(sc.LLM_MODEL_NAME))
+        or _str(attributes.get(sc.GEN_AI_RESPONSE_MODEL))
+        or _str(attributes.get(sc.GEN_AI_REQUEST_MODEL))
+    )
+    provider = (
+        _str(attributes.get(sc.LLM_PROVIDER))
+        or _str(attributes.get(sc.GEN_AI_PROVIDER))
+        or _str(attributes.get(sc.GEN_AI_SYSTEM))
+    )
+    if model and sc.LLM_MODEL_NAME not in attributes:
+        added[sc.LLM_MODEL_NAME] = model
+    if provider is None:
+        provider = infer_provider(model)
+    if provider and sc.LLM_PROVIDER not in attributes:
+        added[sc.LLM_PROVIDER] = provider.lower()
+    if sc.LLM_TOKENS_PROMPT in attributes or sc.LLM_TOKENS_COMPLETION in attributes:
+        prompt = _int(attributes.get(sc.LLM_TOKENS_PROMPT))
+        completion = _int(attributes.get(sc.LLM_TOKENS_COMPLETION))
+        cache_read = _int(attributes.get(sc.LLM_TOKENS_CACHE_READ))
+        cache_write = _int(attributes.get(sc.LLM_TOKENS_CACHE_WRITE))
+    elif sc.GEN_AI_INPUT_TOKENS in attributes or sc.GEN_AI_OUTPUT_TOKENS in attributes:
+        prompt = _int(attributes.get(sc.GEN_AI_INPUT_TOKENS))  # includes cached input
+        completion = _int(attributes.get(sc.GEN_AI_OUTPUT_TOKENS))
+        cache_read = _int(attributes.get(sc.GEN_AI_CACHE_READ_TOKENS))
+        cache_write = _int(
+            attributes.get(sc.GEN_AI_CACHE_WRITE_TOKENS) or attributes.get(_GEN_AI_CACHE_WRITE_ALT)
+        )
+        added[sc.LLM_TOKENS_PROMPT] = prompt
+        added[sc.LLM_TOKENS_COMPLETION] = completion
+        added[sc.LLM_TOKENS_TOTAL] = prompt + completion
+        if cache_read:
+            added[sc.LLM_TOKENS_CACHE_READ] = cache_read
+        if cache_write:
+            added[sc.LLM_TOKENS_CACHE_WRITE] = cache_write
+    else:
+        return added
+    if sc.LLM_COST_TOTAL not in attributes and (prompt or completion):
+        usage = LLMUsage(prompt, completion, cache_read, cache_write)
+        added.update(cost_attributes(usage, model, provider.lower() if provider else None))
+    return added
+
+
+def _has_usage(attributes: Mapping[str, Any]) -> bool:
+    return (
+        sc.LLM_TOKENS_PROMPT in attributes
+        or sc.LLM_TOKENS_COMPLETION in attributes
+        or sc.GEN_AI_INPUT_TOKENS in attributes
+        or sc.GEN_AI_OUTPUT_TOKENS in attributes
+    )
+
+
+def _without_usage(attributes: Mapping[str, Any], counted_on: str) -> dict[str, Any]:
+    kept = {k: v for k, v in attributes.items() if not k.startswith(_USAGE_PREFIXES)}
+    kept[USAGE_COUNTED_ON] = counted_on
+    return kept
+
+
+def _langgraph_node(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None:
+    """The LangGraph node a LangChain span runs, when the span is that node's own span."""
+    metadata = attributes.get(sc.METADATA)
+    if not isinstance(metadata, str) or _LANGGRAPH_NODE not in metadata:
+        return None
+    try:
+        node = json.loads(metadata).get(_LANGGRAPH_NODE)
+    except (ValueError, AttributeError):
+        return None
+    return node if isinstance(node, str) and node == span.name else None
+
+
+def _agent_attributes(name: str, framework: str) -> dict[str, Any]:
+    return {
+        **sc.kind_attributes(sc.SpanKind.AGENT),
+        sc.AGENT_NAME: name,
+        sc.GEN_AI_AGENT_NAME: name,
+        sc.AGENT_FRAMEWORK: framework,
+    }
+
+
+def _handoff(sender: str | None, receiver: str) -> dict[str, str]:
+    if not sender or sender == receiver:
+        return {}
+    return {sc.HANDOFF_FROM: sender, sc.HANDOFF_TO: receiver, sc.HANDOFF_PROTOCOL: sc.IN_PROCESS}
+
+
+class AutoSpanProcessor(SpanProcessor):
+    """Makes instrumentor and SDK spans first-class plyra spans (runs in every ``init()``).
+
+    It remembers only spans that can matter (LLM spans, OpenInference and anthropic SDK spans, and
+    spans below them) while they run, so plyra's own spans elsewhere cost one dict lookup.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[int, _Open] = {}
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        parent = span.parent
+        parent_entry = (
+            self._open.get(parent.span_id) if parent is not None and not parent.is_remote else None
+        )
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        if parent_entry is None and not _tracked_at_start(scope, span.attributes or {}):
+            return
+        enclosing = parent_entry.enclosing_agent if parent_entry else current_agent(parent_context)
+        self._open[span.context.span_id] = _Open(parent_entry, scope, enclosing)
+
+    def transform(self, span: ReadableSpan) -> ReadableSpan:
+        entry = self._open.pop(span.context.span_id, None)
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        if entry is None and scope == INSTRUMENTATION_NAME:
+            return span  # a plyra span with nothing nested that matters
+        try:
+            return self._transform(span, entry, scope)
+        except Exception:
+            log_once("auto-span", "plyra_trace: could not enrich an instrumented span")
+            return span
+
+    def _transform(self, span: ReadableSpan, entry: _Open | None, scope: str) -> ReadableSpan:
+        kind = _kind_of(scope, span.attributes or {})
+        if kind is None and scope != ANTHROPIC_SDK_SCOPE:
+            return span
+        attributes = dict(span.attributes or {})
+        if scope == ANTHROPIC_SDK_SCOPE:
+            kind = self._anthropic_sdk_kind(attributes, entry)
+            if kind is None:  # duplicates the OpenInference span of the same call
+                attributes.update(sc.kind_attributes(sc.SpanKind.UNKNOWN))
+                return _replaced(span, _without_usage(attributes, "parent"))
+        if kind is None:
+            return span
+        changed = False
+        if kind == sc.SpanKind.LLM.value:
+            added = _llm_enrichment(attributes)
+            if added:
+                attributes.update(added)
+                changed = True
+            if entry is not None and entry.usage_below and _has_usage(attributes):
+                attributes = _without_usage(attributes, "child")
+                changed = True
+            self._mark_ancestors(entry, usage=_has_usage(attributes))
+        elif scope == _LANGCHAIN_SCOPE and entry is not None:
+            node = _langgraph_node(span, attributes)
+            if node is not None and (entry.has_llm or kind == sc.SpanKind.AGENT.value):
+                attributes.update(_agent_attributes(node, _FRAMEWORK_LANGGRAPH))
+                attributes.update(_handoff(entry.prev_agent, node))
+                if entry.parent is not None:
+                    entry.parent.last_agent = node
+                changed = True
+        elif scope == _AG2_SCOPE and kind == sc.SpanKind.AGENT.value:
+            name = _str(attributes.get(sc.AGENT_NAME))
+            if name is not None:
+                attributes.update(_agent_attributes(name, _FRAMEWORK_AG2))
+                attributes.update(_handoff(_str(attributes.get(_AG2_SENDER)), name))
+                changed = True
+        if sc.PLYRA_SPAN_KIND not in attributes:
+            attributes.update(sc.kind_attributes(sc.SpanKind(kind)))
+            changed = True
+        return _replaced(span, attributes) if changed else span
+
+    @staticmethod
+    def _anthropic_sdk_kind(attributes: dict[str, Any], entry: _Open | None) -> str | None:
+        """LLM for a messages call, None when an OpenInference span above already records it."""
+        if attributes.get(sc.GEN_AI_OPERATION) != "chat":
+            return sc.SpanKind.UNKNOWN.value
+        parent = entry.parent if entry is not None else None
+        if parent is not None and parent.scope == _ANTHROPIC_OI_SCOPE:
+            return None
+        attributes.update(sc.kind_attributes(sc.SpanKind.LLM))
+        return sc.SpanKind.LLM.value
+
+    @staticmethod
+    def _mark_ancestors(entry: _Open | None, *, usage: bool) -> None:
+        node = entry.parent if entry is not None else None
+        while node is not None:
+            node.has_llm = True
+            if usage:
+                node.usage_below = True
+            node = node.parent
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        self._open.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+__all__ = ["AutoSpanProcessor", "configure", "instrument", "instrumented", "uninstrument"]
