@@ -255,6 +255,9 @@ def _body_type(request: Any, asynchronous: bool) -> type:
 
 def _wrap_body(request: Any, response: Any, call: _ClientCall, asynchronous: bool) -> None:
     try:
+        if getattr(response, "is_closed", False):  # built from bytes: already read and closed
+            call.end()
+            return
         response.stream = _body_type(request, asynchronous)(response.stream, call)
     except Exception:
         log_once("httpx.body", "plyra_trace: could not follow an httpx response body")
