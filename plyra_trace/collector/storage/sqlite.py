@@ -1,0 +1,526 @@
+"""Embedded SQLite storage (WAL): one writer connection, one read connection per reader thread.
+
+The only module that speaks SQL. Writes commit in one transaction per batch and recompute the
+summaries of the traces they touch from all stored spans, so out-of-order arrival is harmless.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from plyra_trace.collector.model import (
+    CostDimension,
+    Page,
+    Row,
+    SpanRecord,
+    TraceFilter,
+    WriteResult,
+)
+from plyra_trace.collector.storage._schema import (
+    HANDOFF_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SPAN_COLUMNS,
+    TRACE_COLUMNS,
+)
+from plyra_trace.collector.summary import derive
+
+_DERIVE_COLUMNS: Final = (
+    "trace_id, span_id, parent_id, name, service, project, own_agent, agent, start_ns, end_ns,"
+    " status, input_tokens, output_tokens, total_tokens, cost, model, session_id, user_id,"
+    " handoff_from, handoff_to, handoff_protocol"
+)
+_HOT_COLUMNS: Final = ", ".join(c for c in SPAN_COLUMNS if c != "attributes")
+_INSERT_SPAN: Final = (
+    f"INSERT OR REPLACE INTO spans ({', '.join(SPAN_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
+)
+_INSERT_PAYLOAD: Final = (
+    "INSERT OR REPLACE INTO span_payloads (trace_id, span_id, resource, events, input_value,"
+    " input_mime, output_value, output_mime) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TRACE: Final = (
+    f"INSERT OR REPLACE INTO traces ({', '.join(TRACE_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(TRACE_COLUMNS))})"
+)
+_INSERT_HANDOFF: Final = (
+    f"INSERT OR REPLACE INTO handoffs ({', '.join(HANDOFF_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(HANDOFF_COLUMNS))})"
+)
+_TRACE_LIST_COLUMNS: Final = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
+_SPAN_DIMENSIONS: Final = {
+    "model": "model",
+    "agent": "agent",
+    "service": "service",
+    "project": "project",
+    "day": "date(start_ns / 1000000000, 'unixepoch')",
+}
+_TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = _dict_row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def encode_cursor(start_ns: int, key: str) -> str:
+    """An opaque keyset cursor (time and tie-breaking key)."""
+    return base64.urlsafe_b64encode(json.dumps([start_ns, key]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The keyset a cursor stands for; ValueError when it was not made by :func:`encode_cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        start, key = json.loads(raw)
+    except Exception:
+        raise ValueError("invalid cursor") from None
+    if not isinstance(start, int) or not isinstance(key, str):
+        raise ValueError("invalid cursor")
+    return start, key
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _window(column: str, since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since_ns is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until_ns)
+    return clauses, params
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _trace_row(row: Row) -> Row:
+    row["services"] = json.loads(row["services"])
+    row["agents"] = json.loads(row["agents"])
+    row["complete"] = bool(row["complete"])
+    return row
+
+
+def _p95(values: Sequence[int]) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]
+
+
+class SQLiteStorage:
+    """:class:`~plyra_trace.collector.storage.Storage` on one SQLite file in WAL mode."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._writer = _connect(path)
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); FULL also survives power loss.
+        self._writer.execute(
+            f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}"
+        )
+        self._writer.execute("PRAGMA foreign_keys = OFF")
+        self._writer.executescript(SCHEMA)
+        self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # --- writing ------------------------------------------------------------------------------
+    def write(self, spans: Sequence[SpanRecord]) -> WriteResult:
+        """Insert spans, recompute their traces and handoffs, commit; all or nothing."""
+        if not spans:
+            return WriteResult()
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._write(conn, spans)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def _write(self, conn: sqlite3.Connection, spans: Sequence[SpanRecord]) -> WriteResult:
+        conn.executemany(_INSERT_SPAN, [_span_values(s) for s in spans])
+        conn.executemany(_INSERT_PAYLOAD, [_payload_values(s) for s in spans])
+        trace_ids = sorted({s.trace_id for s in spans})
+        rows = conn.execute(
+            f"SELECT {_DERIVE_COLUMNS} FROM spans"
+            " WHERE trace_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(trace_ids),),
+        ).fetchall()
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(row["trace_id"], []).append(row)
+        result = WriteResult(spans=len(spans))
+        agent_updates: list[tuple[str | None, str, str]] = []
+        edges: set[tuple[str, str, str]] = set()
+        for trace_id, trace_spans in grouped.items():
+            derived = derive(trace_id, trace_spans)
+            for span in trace_spans:
+                agent = derived.agents.get(span["span_id"], span["own_agent"])
+                if agent != span["agent"]:
+                    agent_updates.append((agent, trace_id, span["span_id"]))
+            summary = derived.summary
+            conn.execute(_INSERT_TRACE, _summary_values(summary))
+            result.traces.append(summary)
+            had = conn.execute(
+                "SELECT from_agent, to_agent, protocol FROM handoffs WHERE trace_id = ?",
+                (trace_id,),
+            ).fetchall()
+            conn.execute("DELETE FROM handoffs WHERE trace_id = ?", (trace_id,))
+            if derived.handoffs:
+                conn.executemany(
+                    _INSERT_HANDOFF, [[h[c] for c in HANDOFF_COLUMNS] for h in derived.handoffs]
+                )
+            new_edges = {(h["from_agent"], h["to_agent"], h["protocol"]) for h in derived.handoffs}
+            old_edges = {(h["from_agent"], h["to_agent"], h["protocol"]) for h in had}
+            if new_edges != old_edges or derived.handoffs:
+                edges |= new_edges | old_edges
+        if agent_updates:
+            conn.executemany(
+                "UPDATE spans SET agent = ? WHERE trace_id = ? AND span_id = ?", agent_updates
+            )
+        result.edges = [self._edge_totals(conn, *edge) for edge in sorted(edges)]
+        return result
+
+    def _edge_totals(
+        self, conn: sqlite3.Connection, source: str, target: str, protocol: str
+    ) -> Row:
+        row: Row = conn.execute(
+            "SELECT COUNT(*) AS count, COALESCE(SUM(error), 0) AS errors, SUM(cost) AS cost"
+            " FROM handoffs WHERE from_agent = ? AND to_agent = ? AND protocol = ?",
+            (source, target, protocol),
+        ).fetchone()
+        return {"from": source, "to": target, "protocol": protocol, **row}
+
+    # --- reading ------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return self._reader().execute(sql, tuple(params)).fetchall()
+
+    def list_traces(self, where: TraceFilter, cursor: str | None, limit: int) -> Page:
+        """Trace summaries matching ``where``, newest first, keyset-paginated."""
+        clauses, params = _window("t.start_ns", where.since_ns, where.until_ns)
+        for column, value in (
+            ("t.project", where.project),
+            ("t.session_id", where.session_id),
+            ("t.user_id", where.user_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.status is not None:
+            clauses.append("t.status = ?")
+            params.append(where.status)
+        if where.min_duration_ns is not None:
+            clauses.append("t.duration_ns >= ?")
+            params.append(where.min_duration_ns)
+        if where.min_cost is not None:
+            clauses.append("t.cost >= ?")
+            params.append(where.min_cost)
+        if where.service is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.service = ?)"
+            )
+            params.append(where.service)
+        if where.agent is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.agent = ?)"
+            )
+            params.append(where.agent)
+        if where.text:
+            clauses.append(
+                "(t.root_name LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM spans s"
+                " WHERE s.trace_id = t.trace_id AND s.name LIKE ? ESCAPE '\\'))"
+            )
+            params += [_like(where.text)] * 2
+        if cursor:
+            start, key = decode_cursor(cursor)
+            clauses.append("(t.start_ns < ? OR (t.start_ns = ? AND t.trace_id < ?))")
+            params += [start, start, key]
+        rows = self._query(
+            f"SELECT {_TRACE_LIST_COLUMNS} FROM traces t {_where(clauses)}"
+            " ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        items = [_trace_row(r) for r in rows[:limit]]
+        next_cursor = (
+            encode_cursor(items[-1]["start_ns"], items[-1]["trace_id"]) if more and items else None
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    def get_trace(self, trace_id: str) -> Row | None:
+        """Summary plus every span (hot columns and attributes), ordered by start time."""
+        found = self._query(
+            f"SELECT {', '.join(TRACE_COLUMNS)} FROM traces WHERE trace_id = ?", [trace_id]
+        )
+        if not found:
+            return None
+        trace = _trace_row(found[0])
+        spans = self._query(
+            f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ?"
+            " ORDER BY start_ns, span_id",
+            [trace_id],
+        )
+        for span in spans:
+            span["attributes"] = json.loads(span["attributes"])
+        trace["spans"] = spans
+        return trace
+
+    def get_span(self, trace_id: str, span_id: str) -> Row | None:
+        """One span joined with its cold payload (resource, events, input and output)."""
+        rows = self._query(
+            f"SELECT {', '.join('s.' + c for c in SPAN_COLUMNS)}, p.resource, p.events,"
+            " p.input_value, p.input_mime, p.output_value, p.output_mime FROM spans s"
+            " LEFT JOIN span_payloads p ON p.trace_id = s.trace_id AND p.span_id = s.span_id"
+            " WHERE s.trace_id = ? AND s.span_id = ?",
+            [trace_id, span_id],
+        )
+        if not rows:
+            return None
+        span = rows[0]
+        span["attributes"] = json.loads(span["attributes"])
+        span["resource"] = json.loads(span["resource"] or "{}")
+        span["events"] = json.loads(span["events"] or "[]")
+        return span
+
+    def trace_spans(self, trace_ids: Sequence[str]) -> list[Row]:
+        """Hot columns of all spans of the given traces."""
+        if not trace_ids:
+            return []
+        return self._query(
+            f"SELECT {_HOT_COLUMNS} FROM spans WHERE trace_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY trace_id, start_ns, span_id",
+            [json.dumps(list(trace_ids))],
+        )
+
+    def find_trace_ids(
+        self,
+        *,
+        root_name: str | None,
+        agent: str | None,
+        since_ns: int | None,
+        until_ns: int | None,
+        limit: int,
+    ) -> list[str]:
+        """Newest trace ids with the given root name and/or containing the given agent."""
+        clauses, params = _window("t.start_ns", since_ns, until_ns)
+        if root_name is not None:
+            clauses.append("t.root_name = ?")
+            params.append(root_name)
+        if agent is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.agent = ?)"
+            )
+            params.append(agent)
+        rows = self._query(
+            f"SELECT t.trace_id FROM traces t {_where(clauses)}"
+            " ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [r["trace_id"] for r in rows]
+
+    def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:
+        """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost)."""
+        clauses, params = _window("start_ns", since_ns, until_ns)
+        nodes = self._query(
+            "SELECT agent AS id, COUNT(*) AS spans, COUNT(DISTINCT trace_id) AS traces,"
+            " COALESCE(SUM(status = 2), 0) AS errors, SUM(cost) AS cost,"
+            " COALESCE(SUM(total_tokens), 0) AS tokens FROM spans"
+            f" {_where(['agent IS NOT NULL', *clauses])} GROUP BY agent ORDER BY agent",
+            params,
+        )
+        edges = self._query(
+            'SELECT from_agent AS "from", to_agent AS "to", protocol, COUNT(*) AS count,'
+            " COALESCE(SUM(error), 0) AS errors, CAST(AVG(duration_ns) AS INTEGER) AS avg_ns,"
+            " SUM(cost) AS cost, group_concat(duration_ns) AS durations"
+            f" FROM handoffs {_where(clauses)} GROUP BY from_agent, to_agent, protocol"
+            " ORDER BY count DESC",
+            params,
+        )
+        for edge in edges:
+            durations = [int(d) for d in str(edge.pop("durations") or "").split(",") if d]
+            edge["p95_ns"] = _p95(durations) if durations else None
+        known = {node["id"] for node in nodes}
+        for edge in edges:
+            for agent in (edge["from"], edge["to"]):
+                if agent not in known:
+                    known.add(agent)
+                    nodes.append(
+                        {
+                            "id": agent,
+                            "spans": 0,
+                            "traces": 0,
+                            "errors": 0,
+                            "cost": None,
+                            "tokens": 0,
+                        }
+                    )
+        return {"nodes": nodes, "edges": edges}
+
+    def cost_breakdown(
+        self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int
+    ) -> list[Row]:
+        """Tokens and cost grouped by ``by``; cost None when nothing in the group was priced."""
+        if by in _SPAN_DIMENSIONS:
+            key = _SPAN_DIMENSIONS[by]
+            clauses, params = _window("start_ns", since_ns, until_ns)
+            clauses = ["(cost IS NOT NULL OR total_tokens IS NOT NULL)", *clauses]
+            return self._query(
+                f"SELECT {key} AS key, COUNT(*) AS calls,"
+                " COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+                " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+                " COALESCE(SUM(total_tokens), 0) AS total_tokens, SUM(cost) AS cost,"
+                " COALESCE(SUM(cost IS NULL AND model IS NOT NULL), 0) AS unpriced"
+                f" FROM spans {_where(clauses)} GROUP BY key"
+                " ORDER BY cost IS NULL, cost DESC, key LIMIT ?",
+                [*params, limit],
+            )
+        if by not in _TRACE_DIMENSIONS:
+            raise ValueError(f"unknown cost dimension {by!r}")
+        key = _TRACE_DIMENSIONS[by]
+        clauses, params = _window("start_ns", since_ns, until_ns)
+        clauses = [f"{key} IS NOT NULL", *clauses]
+        return self._query(
+            f"SELECT {key} AS key, COUNT(*) AS traces, COALESCE(SUM(span_count), 0) AS spans,"
+            " COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            " COALESCE(SUM(total_tokens), 0) AS total_tokens, SUM(cost) AS cost,"
+            " COALESCE(SUM(unpriced_count), 0) AS unpriced"
+            f" FROM traces {_where(clauses)} GROUP BY key"
+            " ORDER BY cost IS NULL, cost DESC, key LIMIT ?",
+            [*params, limit],
+        )
+
+    def list_sessions(
+        self, since_ns: int | None, until_ns: int | None, cursor: str | None, limit: int
+    ) -> Page:
+        """Sessions newest first (by their latest trace), keyset-paginated."""
+        clauses, params = _window("start_ns", since_ns, until_ns)
+        having = ""
+        if cursor:
+            start, key = decode_cursor(cursor)
+            having = "HAVING (MAX(start_ns) < ? OR (MAX(start_ns) = ? AND session_id < ?))"
+            having_params: list[Any] = [start, start, key]
+        else:
+            having_params = []
+        rows = self._query(
+            "SELECT session_id, COUNT(*) AS traces, SUM(span_count) AS spans,"
+            " SUM(error_count) AS errors, SUM(total_tokens) AS total_tokens, SUM(cost) AS cost,"
+            " SUM(unpriced_count) AS unpriced, MIN(start_ns) AS first_ns,"
+            " MAX(start_ns) AS last_start_ns, MAX(end_ns) AS last_end_ns, MIN(user_id) AS user_id"
+            f" FROM traces {_where(['session_id IS NOT NULL', *clauses])} GROUP BY session_id"
+            f" {having} ORDER BY last_start_ns DESC, session_id DESC LIMIT ?",
+            [*params, *having_params, limit + 1],
+        )
+        more = len(rows) > limit
+        items = rows[:limit]
+        next_cursor = (
+            encode_cursor(items[-1]["last_start_ns"], items[-1]["session_id"])
+            if more and items
+            else None
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    def count_spans(self) -> int:
+        """Number of stored spans."""
+        return int(self._query("SELECT COUNT(*) AS n FROM spans")[0]["n"])
+
+    def close(self) -> None:
+        """Close the writer and every reader connection."""
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+
+def _span_values(s: SpanRecord) -> tuple[Any, ...]:
+    return (
+        s.trace_id,
+        s.span_id,
+        s.parent_id,
+        s.name,
+        s.otel_kind,
+        s.kind,
+        s.service,
+        s.project,
+        s.start_ns,
+        s.end_ns,
+        s.duration_ns,
+        s.status,
+        s.status_message,
+        s.agent,
+        s.agent,
+        s.session_id,
+        s.user_id,
+        s.model,
+        s.provider,
+        s.input_tokens,
+        s.output_tokens,
+        s.cache_read_tokens,
+        s.cache_write_tokens,
+        s.total_tokens,
+        s.cost,
+        s.cost_source,
+        s.handoff_from,
+        s.handoff_to,
+        s.handoff_protocol,
+        json.dumps(s.attributes, default=str),
+    )
+
+
+def _payload_values(s: SpanRecord) -> tuple[Any, ...]:
+    return (
+        s.trace_id,
+        s.span_id,
+        json.dumps(s.resource, default=str),
+        json.dumps(s.events, default=str),
+        s.input_value,
+        s.input_mime,
+        s.output_value,
+        s.output_mime,
+    )
+
+
+def _summary_values(summary: Row) -> list[Any]:
+    values = []
+    for column in TRACE_COLUMNS:
+        value = summary[column]
+        if column in ("services", "agents"):
+            value = json.dumps(value)
+        elif column == "complete":
+            value = int(value)
+        values.append(value)
+    return values
