@@ -250,8 +250,9 @@ def _replaced(span: ReadableSpan, attributes: Mapping[str, Any]) -> ReadableSpan
 
 
 def _tracked_at_start(scope: str, attributes: Mapping[str, Any]) -> bool:
-    if attributes.get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value:
-        return True
+    """Whether a span with no remembered parent is worth remembering: LLM or instrumentor spans."""
+    if scope == INSTRUMENTATION_NAME:
+        return attributes.get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value
     return scope.startswith(_OI_SCOPE_PREFIX) or scope == ANTHROPIC_SDK_SCOPE
 
 
@@ -364,10 +365,11 @@ class AutoSpanProcessor(SpanProcessor):
         self._open: dict[int, _Open] = {}
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        parent = span.parent
-        parent_entry = (
-            self._open.get(parent.span_id) if parent is not None and not parent.is_remote else None
-        )
+        parent_entry = None
+        if self._open:  # remote parents are never in it
+            parent = span.parent
+            if parent is not None:
+                parent_entry = self._open.get(parent.span_id)
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if parent_entry is None and not _tracked_at_start(scope, span.attributes or {}):
             return
