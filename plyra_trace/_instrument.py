@@ -5,7 +5,7 @@ importable ones when none is named); ``uninstrument`` turns them off. ``AutoSpan
 every ``init()`` pipeline runs, finishes the job on the spans they (and SDKs that trace themselves,
 like anthropic 2.x) produce: model, provider, token counts and genai-prices cost on LLM spans; one
 token count per chain of nested LLM spans; LangGraph agent nodes as AGENT spans with in-process
-handoffs between them; AG2 replies as handoffs from the sender.
+handoffs between them; AG2 replies and CrewAI task hand-overs as handoffs between agents.
 """
 
 from __future__ import annotations
@@ -188,6 +188,10 @@ _LANGCHAIN_SCOPE: Final = "openinference.instrumentation.langchain"
 _ANTHROPIC_OI_SCOPE: Final = "openinference.instrumentation.anthropic"
 _AG2_SCOPE: Final = "openinference.instrumentation.ag2"
 _AG2_SENDER: Final = "ag2.sender.name"
+_CREWAI_SCOPE: Final = "openinference.instrumentation.crewai"
+_GRAPH_NODE_ID: Final = "graph.node.id"  # CrewAI: the agent's role
+_GRAPH_NODE_PARENT_ID: Final = "graph.node.parent_id"  # CrewAI: the agent that worked before
+_FRAMEWORK_CREWAI: Final = "crewai"
 _LANGGRAPH_NODE: Final = "langgraph_node"
 _FRAMEWORK_LANGGRAPH: Final = "langgraph"
 _FRAMEWORK_AG2: Final = "ag2"
@@ -422,6 +426,15 @@ class AutoSpanProcessor(SpanProcessor):
             if name is not None:
                 attributes.update(_agent_attributes(name, _FRAMEWORK_AG2))
                 attributes.update(_handoff(_str(attributes.get(_AG2_SENDER)), name))
+                changed = True
+        elif scope == _CREWAI_SCOPE and kind == sc.SpanKind.AGENT.value:
+            name = _str(attributes.get(_GRAPH_NODE_ID))
+            if name is not None:
+                sender = _str(attributes.get(_GRAPH_NODE_PARENT_ID))
+                if sender is None and entry is not None:
+                    sender = entry.enclosing_agent
+                attributes.update(_agent_attributes(name, _FRAMEWORK_CREWAI))
+                attributes.update(_handoff(sender, name))
                 changed = True
         if sc.PLYRA_SPAN_KIND not in attributes:
             attributes.update(sc.kind_attributes(sc.SpanKind(kind)))
