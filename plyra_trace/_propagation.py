@@ -212,6 +212,20 @@ def _text(value: Any) -> str | None:
     return None
 
 
+_fields_cache: tuple[TextMapPropagator | None, frozenset[str]] = (None, frozenset())
+
+
+def context_fields() -> frozenset[str]:
+    """The lowercase header names the configured formats read: a carrier with none of them
+    carries no context, so a hot path may skip ``extract_context`` for it."""
+    global _fields_cache
+    propagator, fields = _fields_cache
+    if propagator is not _propagator:
+        fields = frozenset(name.lower() for name in _propagator.fields)
+        _fields_cache = (_propagator, fields)
+    return fields
+
+
 def extract_context(carrier: Any) -> otel_context.Context:
     """The remote context in ``carrier``: a Context to hand to ``continue_trace``.
 

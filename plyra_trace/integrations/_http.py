@@ -21,6 +21,7 @@ from plyra_trace import _runtime
 from plyra_trace import _semconv as sc
 from plyra_trace._context import SCOPE_KEY, scope_attributes, with_agent
 from plyra_trace._propagation import (
+    context_fields,
     continuation,
     extract_context,
     handoff_attributes,
@@ -162,14 +163,37 @@ class ServerSettings:
         return self.excluded is not None and bool(self.excluded(path))
 
 
+_context_names: tuple[frozenset[str] | None, frozenset[bytes], frozenset[str]] = (
+    None,
+    frozenset(),
+    frozenset(),
+)
+
+
+def context_header_names() -> tuple[frozenset[bytes], frozenset[str]]:
+    """The headers that carry trace context, as ASGI header names and as WSGI environ keys."""
+    global _context_names
+    fields = context_fields()
+    if _context_names[0] is not fields:
+        _context_names = (
+            fields,
+            frozenset(name.encode("latin-1") for name in fields),
+            frozenset("HTTP_" + name.upper().replace("-", "_") for name in fields),
+        )
+    return _context_names[1], _context_names[2]
+
+
 def received_context(
-    settings: ServerSettings, headers: Any
+    settings: ServerSettings, headers: Any, has_context: bool = True
 ) -> tuple[otel_context.Context, trace.SpanContext | None]:
     """The context a request's work runs in, and the caller's span when it is only linked.
 
     Trusted callers are continued (remote parent, session/user from baggage, pending handoff);
     untrusted ones start a fresh trace that links to theirs, with their baggage dropped.
+    Without any context header (``has_context`` False) the request starts a new trace.
     """
+    if not has_context:
+        return otel_context.Context(), None
     extracted = extract_context(headers)
     if settings.trust_incoming:
         return continuation(extracted, "http", settings.agent_name), None
@@ -271,9 +295,10 @@ class ServerExchange:
         headers: Any,
         method: str,
         attributes: dict[str, Any],
+        has_context: bool = True,
     ) -> ServerExchange:
         """Open the SERVER span for a request whose headers were ``headers``."""
-        parent, linked = received_context(settings, headers)
+        parent, linked = received_context(settings, headers, has_context)
         scoped = scope_attributes(parent)
         if scoped:
             attributes.update(scoped)
@@ -312,12 +337,16 @@ class ServerExchange:
             if self.first_byte_ns is None:
                 self.first_byte_ns = time.monotonic_ns()
 
-    def body_done(self) -> None:
-        """Record stream attributes on the span (before its owner ends it)."""
+    def _stream_attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {CHUNKS: self.chunks}
         if self.first_byte_ns is not None:
             attributes[TIME_TO_FIRST_BYTE] = (self.first_byte_ns - self.start_ns) / 1e6
-        self.span.set_attributes(attributes)
+        return attributes
+
+    def body_done(self) -> None:
+        """Record stream attributes on a span another library owns, before it ends it."""
+        if not self.owned:
+            self.span.set_attributes(self._stream_attributes())
 
     def fail(self, error: BaseException) -> None:
         """Record an exception that escaped the application (the server answers 500 if it
@@ -343,7 +372,7 @@ class ServerExchange:
         if not self.owned:
             return
         span = self.span
-        attributes: dict[str, Any] = {}
+        attributes = self._stream_attributes()
         if self.route:
             attributes[ROUTE] = self.route
             span.update_name(f"{self.method} {self.route}")
@@ -355,8 +384,7 @@ class ServerExchange:
         elif incomplete and not self.failed:
             attributes[ERROR_TYPE] = "incomplete_response"
             span.set_status(Status(StatusCode.ERROR, "the application sent no response"))
-        if attributes:
-            span.set_attributes(attributes)
+        span.set_attributes(attributes)
         span.end()
 
 

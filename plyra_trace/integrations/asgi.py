@@ -88,10 +88,10 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
                 else {}
             )
             return ServerExchange.join(settings, existing, headers, dict(extra))
-        method, attributes = _request_attributes(scope, path)
+        method, attributes, has_context = _request_attributes(scope, path)
         if settings.allow:
             attributes.update(_http.header_attributes("request", headers, settings.allow))
-        exchange = ServerExchange.start(settings, headers, method, attributes)
+        exchange = ServerExchange.start(settings, headers, method, attributes, has_context)
         # Any FastAPI app inside steps aside for this request: its span would be a second one.
         scope.setdefault(_FASTAPI_TELEMETRY, None)
         return exchange
@@ -108,8 +108,9 @@ def _existing_server_span(scope: Scope) -> Span | None:
     return None
 
 
-def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any]]:
-    """The span-name method and start attributes of an ASGI request."""
+def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], bool]:
+    """The span-name method and start attributes of an ASGI request, and whether any of its
+    headers carries trace context."""
     websocket = scope.get("type") == "websocket"
     scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
     attributes: dict[str, Any]
@@ -127,11 +128,17 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any]]:
     if query:
         attributes[_http.URL_QUERY] = _http.redact_query(bytes(query).decode("latin-1"))
     host = user_agent = None
+    context_names = _http.context_header_names()[0]
+    has_context = False
     for key, value in scope.get("headers") or ():
-        if key == b"host" and host is None:
-            host = bytes(value).decode("latin-1")
-        elif key == b"user-agent" and user_agent is None:
-            user_agent = bytes(value).decode("latin-1")
+        if key == b"host":
+            if host is None:
+                host = bytes(value).decode("latin-1")
+        elif key == b"user-agent":
+            if user_agent is None:
+                user_agent = bytes(value).decode("latin-1")
+        elif not has_context and key in context_names:
+            has_context = True
     if host is None and scope.get("server"):
         server = scope["server"]
         host = f"{server[0]}:{server[1]}" if len(server) > 1 and server[1] else str(server[0])
@@ -143,7 +150,7 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any]]:
         attributes[_http.CLIENT_ADDRESS] = str(client[0])
         if len(client) > 1 and client[1] is not None:
             attributes[_http.CLIENT_PORT] = int(client[1])
-    return method, attributes
+    return method, attributes, has_context
 
 
 def _route_template(scope: Scope, root_path: str) -> str | None:

@@ -87,9 +87,13 @@ class _ClientCall:
         """Start the span and inject context into ``request``; None to leave it untraced."""
         try:
             parent = otel_context.get_current()
-            if otel_context.get_value(_SUPPRESS_HTTP, parent) or _traced_by_otel(parent):
+            if otel_context.get_value(_SUPPRESS_HTTP, parent):
                 return None
             url = request.url
+            if _traced_by_otel(parent):  # its span is the one; add the handoff to its headers
+                if hosts.allows(str(url.host), url.port):
+                    _inject(request, parent, agent_name)
+                return None
             method, named = _http.method_attributes(str(request.method))
             attributes: dict[str, Any] = dict(named)
             host = str(url.host)
@@ -105,14 +109,7 @@ class _ClientCall:
                 method, context=parent, kind=SpanKind.CLIENT, attributes=attributes
             )
             if hosts.allows(host, port):
-                carrier: dict[str, str] = {}
-                token = otel_context.attach(trace.set_span_in_context(span, parent))
-                try:
-                    inject_context(carrier, agent_name=agent_name, protocol="http")
-                finally:
-                    otel_context.detach(token)
-                for key, value in carrier.items():
-                    request.headers[key] = value
+                _inject(request, trace.set_span_in_context(span, parent), agent_name)
             return cls(span)
         except Exception:
             log_once(
@@ -153,6 +150,18 @@ class _ClientCall:
             self.span.end()
         except Exception:
             log_once("httpx.end", "plyra_trace: could not end an httpx span")
+
+
+def _inject(request: Any, ctx: otel_context.Context, agent_name: str | None) -> None:
+    """Write ``ctx``'s trace context, session, user and handoff into the request headers."""
+    carrier: dict[str, str] = {}
+    token = otel_context.attach(ctx)
+    try:
+        inject_context(carrier, agent_name=agent_name, protocol="http")
+    finally:
+        otel_context.detach(token)
+    for key, value in carrier.items():
+        request.headers[key] = value
 
 
 def _traced_by_otel(ctx: otel_context.Context) -> bool:

@@ -98,7 +98,9 @@ def _open(settings: ServerSettings, environ: Environ) -> ServerExchange | None:
                 attributes[_http.CLIENT_PORT] = int(port)
         if settings.allow:
             attributes.update(_http.header_attributes("request", headers, settings.allow))
-        exchange = ServerExchange.start(settings, headers, method, attributes)
+        environ_names = _http.context_header_names()[1]
+        has_context = any(key in environ_names for key, _ in headers)
+        exchange = ServerExchange.start(settings, headers, method, attributes, has_context)
         environ[EXCHANGE_KEY] = exchange
         return exchange
     except Exception:

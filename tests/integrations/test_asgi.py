@@ -438,3 +438,32 @@ def test_malformed_traceparent_starts_a_fresh_root(exporter: InMemorySpanExporte
     assert _asgi_get(app, [(b"traceparent", b"00-nothex-nothex-01")]) == (200, b"fine")
     (server,) = _servers(exporter.get_finished_spans())
     assert server.parent is None
+
+
+def test_plain_opentelemetry_and_b3_only_peers_join_the_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    from opentelemetry import propagate, trace
+
+    from plyra_trace import _propagation
+
+    app = _starlette_app()
+    plain: dict[str, str] = {}
+    with trace.get_tracer("plain-otel").start_as_current_span("caller") as caller:
+        propagate.inject(plain)  # OpenTelemetry's global propagator, no plyra involved
+    assert _asgi_get(app, [(k.encode(), v.encode()) for k, v in plain.items()])[0] == 200
+    _propagation.configure(["tracecontext", "baggage", "b3multi"])
+    try:
+        b3 = [
+            (b"x-b3-traceid", b"463ac35c9f6413ad48485a3953bb6124"),
+            (b"x-b3-spanid", b"a2fb4a1d1a96d312"),
+            (b"x-b3-sampled", b"1"),
+        ]
+        assert _asgi_get(app, b3) == (200, b"fine")
+    finally:
+        _propagation.configure()
+    first, second = _servers(exporter.get_finished_spans())
+    assert first.parent is not None
+    assert first.parent.span_id == caller.get_span_context().span_id
+    assert second.context.trace_id == 0x463AC35C9F6413AD48485A3953BB6124
+    assert second.parent is not None and second.parent.span_id == 0xA2FB4A1D1A96D312

@@ -158,11 +158,18 @@ def test_existing_opentelemetry_httpx_span_means_no_second_span(
     recorder = _Recorder()
     otel_tracer = trace.get_tracer("opentelemetry.instrumentation.httpx")
     with httpx.Client(transport=PlyraTransport(httpx.MockTransport(recorder))) as client:
-        with otel_tracer.start_as_current_span("GET", kind=SpanKind.CLIENT):
+        with (
+            plyra_trace.handoff(to="billing", reason="charge"),
+            otel_tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as otel_span,
+        ):
             client.get("http://svc.internal/")
     assert [
         s.instrumentation_scope.name for s in _clients(exporter) if s.instrumentation_scope
     ] == ["opentelemetry.instrumentation.httpx"]
+    # its span is the parent the server sees, and the handoff still travels
+    sent = recorder.headers[0]
+    assert sent["traceparent"].split("-")[2] == f"{otel_span.get_span_context().span_id:016x}"
+    assert _baggage(sent)["plyra.handoff.reason"] == "charge"
 
 
 def test_instrument_client_keeps_the_proxy_setting(exporter: InMemorySpanExporter) -> None:
