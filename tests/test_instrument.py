@@ -434,17 +434,21 @@ def test_langgraph_agent_nodes_and_handoffs(exporter: InMemorySpanExporter) -> N
     from langchain_core.messages import AIMessage
     from langgraph.graph import END, START, StateGraph
 
-    plyra_trace.instrument("langgraph")
+    plyra_trace.instrument("langgraph", "openai")
     usage: Any = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
-    model = GenericFakeChatModel(
-        messages=iter([AIMessage(content="notes", usage_metadata=usage), AIMessage(content="post")])
-    )
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="notes", usage_metadata=usage)]))
+    body = json.loads(json.dumps(_CHAT))
+    body["choices"][0]["message"]["content"] = "post"
+    client = _openai(_json(body))
 
     def researcher(state: _State) -> _State:
         return {"text": str(model.invoke(state["text"]).content)}
 
-    def writer(state: _State) -> _State:
-        return {"text": str(model.invoke(state["text"]).content)}
+    def writer(state: _State) -> _State:  # calls the provider SDK directly
+        response = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": state["text"]}]
+        )
+        return {"text": response.choices[0].message.content or ""}
 
     def shout(state: _State) -> _State:
         return {"text": state["text"].upper()}
@@ -485,11 +489,12 @@ def test_langgraph_agent_nodes_and_handoffs(exporter: InMemorySpanExporter) -> N
         for s in exporter.get_finished_spans()
         if (s.attributes or {}).get(sc.PLYRA_SPAN_KIND) == "LLM"
     ]
-    assert len(llm_spans) == 2
-    assert {s.parent.span_id for s in llm_spans} == {  # type: ignore[union-attr]
-        researcher_span.context.span_id,
-        writer_span.context.span_id,
+    parents = {s.name: s.parent.span_id for s in llm_spans}  # type: ignore[union-attr]
+    assert parents == {
+        "GenericFakeChatModel": researcher_span.context.span_id,
+        "ChatCompletion": writer_span.context.span_id,  # nested in the node that made the call
     }
+    assert sc.LLM_COST_TOTAL in (spans["ChatCompletion"].attributes or {})
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -533,3 +538,141 @@ def test_init_with_names_and_aliases() -> None:
         assert _instrument.instrumented() == ["langchain", "openai"]
     finally:
         handle.shutdown()
+
+
+def test_langchain_model_over_instrumented_openai_counts_tokens_once(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """LangChain's chat-model span and the OpenAI span beneath it measure the same call."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    plyra_trace.instrument("langchain", "openai")
+    client = _openai(_json(_CHAT))
+
+    class _OpenAIChat(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "openai-chat"
+
+        def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+            response = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+            )
+            usage: Any = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
+            message = AIMessage(content="hi", usage_metadata=usage)
+            assert response.usage is not None
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    assert _OpenAIChat().invoke("hello").content == "hi"
+    spans = _by_name(exporter)
+    counted = _with_tokens(exporter)
+    assert [s.name for s in counted] == ["ChatCompletion"]
+    outer = spans["_OpenAIChat"]
+    assert counted[0].parent.span_id == outer.context.span_id  # type: ignore[union-attr]
+    assert (outer.attributes or {})[sc.PLYRA_SPAN_KIND] == "LLM"
+    assert (outer.attributes or {})[_instrument.USAGE_COUNTED_ON] == "child"
+
+
+def test_langgraph_node_returning_to_itself_records_no_self_handoff(
+    exporter: InMemorySpanExporter,
+) -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, StateGraph
+
+    plyra_trace.instrument("langchain")
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="a"), AIMessage(content="b")]))
+
+    def thinker(state: _State) -> _State:
+        return {"text": state["text"] + str(model.invoke(state["text"]).content)}
+
+    def tools(state: _State) -> _State:
+        return {"text": state["text"] + "!"}
+
+    graph = StateGraph(_State)
+    graph.add_node("thinker", thinker)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "thinker")
+    graph.add_conditional_edges("thinker", lambda s: END if len(s["text"]) > 3 else "tools")
+    graph.add_edge("tools", "thinker")
+    assert graph.compile().invoke({"text": "x"}) == {"text": "xa!b"}
+
+    runs = [s for s in exporter.get_finished_spans() if s.name == "thinker"]
+    assert len(runs) == 2
+    for run in runs:
+        attributes = run.attributes or {}
+        assert attributes[sc.PLYRA_SPAN_KIND] == "AGENT"
+        assert sc.HANDOFF_FROM not in attributes  # thinker -> tools -> thinker is no handoff
+    assert (_by_name(exporter)["tools"].attributes or {})[sc.PLYRA_SPAN_KIND] == "CHAIN"
+
+
+def test_a_failing_enrichment_never_reaches_the_caller(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def _broken(attributes: Any) -> dict[str, Any]:
+        raise RuntimeError("enrichment bug")
+
+    monkeypatch.setattr(_instrument, "_llm_enrichment", _broken)
+    plyra_trace.instrument("openai")
+    response = _openai(_json(_CHAT)).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    assert response.choices[0].message.content == "hi"
+    span = _by_name(exporter)["ChatCompletion"]  # exported as the instrumentor made it
+    assert (span.attributes or {})[sc.LLM_TOKENS_PROMPT] == 100
+    assert sc.LLM_COST_TOTAL not in (span.attributes or {})
+
+
+def test_capture_io_off_hides_prompts_and_completions() -> None:
+    memory = InMemorySpanExporter()
+    handle = plyra_trace.init(
+        "p", exporter=memory, batch=False, console=False, capture_io=False, instrument=["openai"]
+    )
+    try:
+        _openai(_json(_CHAT)).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "secret prompt"}]
+        )
+        (span,) = memory.get_finished_spans()
+        attributes = span.attributes or {}
+        assert "secret prompt" not in json.dumps(dict(attributes), default=str)
+        assert attributes[sc.LLM_TOKENS_PROMPT] == 100  # usage and cost are not content
+        assert sc.LLM_COST_TOTAL in attributes
+    finally:
+        handle.shutdown()
+
+
+def test_instrumented_spans_reach_an_otlp_backend(receiver: Any) -> None:
+    handle = plyra_trace.init("auto-e2e", endpoint=receiver.url, instrument=["anthropic"])
+    try:
+        client = _anthropic(_json(_MESSAGE))
+
+        @plyra_trace.agent
+        def writer() -> None:
+            client.messages.create(
+                model="claude-sonnet-4-5",
+                max_tokens=10,
+                messages=[{"role": "user", "content": "x"}],
+            )
+
+        with plyra_trace.session("s-e2e"):
+            writer()
+        handle.force_flush()
+        spans = receiver.wait_for(lambda s: len(s) >= 3)
+    finally:
+        handle.shutdown()
+    by_name = {s.name: s for s in spans}
+    llm, agent = by_name["messages.create"], by_name["writer"]
+    assert llm.parent_id == agent.span_id
+    assert llm.attributes[sc.PLYRA_SPAN_KIND] == "LLM"
+    assert llm.attributes[sc.LLM_TOKENS_TOTAL] == 90
+    assert llm.attributes[sc.LLM_COST_TOTAL] > 0
+    assert llm.attributes[sc.SESSION_ID] == "s-e2e"
+    assert llm.resource["openinference.project.name"] == "auto-e2e"
+    with_tokens = [
+        s
+        for s in spans
+        if any(k.startswith(("llm.token_count", "gen_ai.usage")) for k in s.attributes)
+    ]
+    assert len(with_tokens) == 1
