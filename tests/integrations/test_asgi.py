@@ -467,3 +467,42 @@ def test_plain_opentelemetry_and_b3_only_peers_join_the_trace(
     assert first.parent.span_id == caller.get_span_context().span_id
     assert second.context.trace_id == 0x463AC35C9F6413AD48485A3953BB6124
     assert second.parent is not None and second.parent.span_id == 0xA2FB4A1D1A96D312
+
+
+class _BrokenTracer:
+    """A tracer whose every span start fails, standing in for a bug in instrumentation."""
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+
+def test_instrumentation_failure_never_breaks_a_request(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plyra_trace import _runtime
+
+    monkeypatch.setattr(_runtime, "tracer", _BrokenTracer())
+    assert _asgi_get(_starlette_app(agent_name="x"), [(b"traceparent", TRACEPARENT.encode())]) == (
+        200,
+        b"fine",
+    )
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("traceparent", ""))
+        return httpx.Response(204)
+
+    with httpx.Client(transport=PlyraTransport(httpx.MockTransport(handler))) as client:
+        assert client.get("http://svc.internal/").status_code == 204
+    assert seen == [""]
+    assert exporter.get_finished_spans() == ()
+
+
+def test_fastapi_untrusted_caller_loses_its_baggage(exporter: InMemorySpanExporter) -> None:
+    app = _fastapi_app(trust_incoming=False)
+    headers = {"traceparent": TRACEPARENT, "baggage": "session.id=forged"}
+    with TestClient(app) as client:
+        body = client.get("/items/1", headers=headers).json()
+    assert body == {"item": 1, "session": None}
+    for span in exporter.get_finished_spans():
+        assert "session.id" not in (span.attributes or {}), span.name
