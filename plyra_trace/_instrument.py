@@ -167,6 +167,8 @@ class _LangChainBridge:
             return
         try:
             for module_name in self._CONFIG_MODULES:
+                if not _importable(module_name):  # langgraph is optional
+                    continue
                 module = importlib.import_module(module_name)
                 self._patch(module, "_set_config_context", self._config_hook)
             from langchain_core.language_models.chat_models import BaseChatModel
