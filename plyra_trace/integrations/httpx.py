@@ -10,6 +10,7 @@ The span ends when the response body has been read or closed (streamed responses
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -208,6 +209,9 @@ class _SyncBody:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._inner
+        except GeneratorExit:  # the reader stopped early: not an error
+            self._call.end()
+            raise
         except BaseException as error:
             self._call.fail(error)
             raise
@@ -231,6 +235,9 @@ class _AsyncBody:
         try:
             async for chunk in self._inner:
                 yield chunk
+        except (GeneratorExit, asyncio.CancelledError):  # stopped early: not an error
+            self._call.end()
+            raise
         except BaseException as error:
             self._call.fail(error)
             raise

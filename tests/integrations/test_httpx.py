@@ -131,8 +131,10 @@ def test_streamed_response_span_ends_when_the_stream_closes(
         with client.stream("GET", "http://svc.internal/s") as response:
             iterator = response.iter_bytes()
             assert next(iterator) == b"a"
-            assert _clients(exporter) == []
-        assert len(_clients(exporter)) == 1
+            del iterator  # the reader stops early: its generator closes, not an error
+            assert [s.status.status_code for s in _clients(exporter)] in ([], [StatusCode.UNSET])
+        (span,) = _clients(exporter)
+        assert span.status.status_code is StatusCode.UNSET
         # a body closed without being read ends the span too
         with client.stream("GET", "http://svc.internal/s"):
             pass
