@@ -29,6 +29,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # FastAPI's per-request telemetry object; present and holding a span when FastAPI traces itself.
 _FASTAPI_TELEMETRY = "fastapi.telemetry"
+# Marks a request already traced by an outer PlyraMiddleware (nested middleware adds nothing).
+_EXCHANGE = "plyra_trace.exchange"
 
 
 class PlyraMiddleware:
@@ -54,7 +56,7 @@ class PlyraMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
-        if kind != "http" and kind != "websocket":
+        if (kind != "http" and kind != "websocket") or _EXCHANGE in scope:
             await self.app(scope, receive, send)
             return
         exchange = _open(self._settings, scope)
@@ -87,13 +89,16 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
                 if settings.allow
                 else {}
             )
-            return ServerExchange.join(settings, existing, headers, dict(extra))
+            joined = ServerExchange.join(settings, existing, headers, dict(extra))
+            scope[_EXCHANGE] = joined
+            return joined
         method, attributes, has_context = _request_attributes(scope, path)
         if settings.allow:
             attributes.update(_http.header_attributes("request", headers, settings.allow))
         exchange = ServerExchange.start(settings, headers, method, attributes, has_context)
         # Any FastAPI app inside steps aside for this request: its span would be a second one.
         scope.setdefault(_FASTAPI_TELEMETRY, None)
+        scope[_EXCHANGE] = exchange
         return exchange
     except Exception:
         log_once("asgi.start", "plyra_trace: could not trace an ASGI request; it runs untraced")

@@ -45,7 +45,7 @@ class PlyraWSGIMiddleware:
         self._settings = ServerSettings(agent_name, excluded_urls, trust_incoming, capture_headers)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        exchange = _open(self._settings, environ)
+        exchange = None if EXCHANGE_KEY in environ else _open(self._settings, environ)
         if exchange is None:
             return self.app(environ, start_response)
 

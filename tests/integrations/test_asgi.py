@@ -168,11 +168,13 @@ def test_middleware_wrapping_fastapi_from_outside_makes_fastapi_step_aside(
     def get_user(user_id: str) -> str:
         return user_id
 
+    inner.add_middleware(PlyraMiddleware, agent_name="inner")  # nested: adds nothing
     app = PlyraMiddleware(inner, agent_name="users")
     with TestClient(app) as client:
         assert client.get("/users/ann").json() == "ann"
     servers = _servers(exporter.get_finished_spans())
     assert [s.name for s in servers] == ["GET /users/{user_id}"]
+    assert (servers[0].attributes or {})["agent.name"] == "users"
 
 
 def _starlette_app(**options: Any) -> Starlette:

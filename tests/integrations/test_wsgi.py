@@ -174,7 +174,8 @@ def test_span_ends_when_the_server_closes_without_iterating(
     exporter: InMemorySpanExporter,
 ) -> None:
     body = _Closable()
-    middleware = PlyraWSGIMiddleware(_plain_app(body), agent_name="plain")
+    inner = PlyraWSGIMiddleware(_plain_app(body), agent_name="nested")  # adds nothing
+    middleware = PlyraWSGIMiddleware(inner, agent_name="plain")
     result = middleware(create_environ("/x"), lambda status, headers, exc_info=None: None)
     assert exporter.get_finished_spans() == ()
     assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached
@@ -183,6 +184,7 @@ def test_span_ends_when_the_server_closes_without_iterating(
     (server,) = _servers(exporter)
     assert server.name == "GET"
     assert (server.attributes or {})["plyra.http.response.chunks"] == 0
+    assert (server.attributes or {})["agent.name"] == "plain"
 
 
 def test_wsgi_5xx_and_untrusted_caller(exporter: InMemorySpanExporter) -> None:
