@@ -682,3 +682,76 @@ def test_instrumented_spans_reach_an_otlp_backend(receiver: Any) -> None:
         if any(k.startswith(("llm.token_count", "gen_ai.usage")) for k in s.attributes)
     ]
     assert len(with_tokens) == 1
+
+
+async def test_anthropic_async_tool_use(exporter: InMemorySpanExporter) -> None:
+    plyra_trace.instrument("anthropic")
+    body = {
+        **_MESSAGE,
+        "content": [
+            {"type": "tool_use", "id": "tu_1", "name": "get_weather", "input": {"city": "Oslo"}}
+        ],
+        "stop_reason": "tool_use",
+    }
+    client = anthropic.AsyncAnthropic(
+        api_key="k",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(_json(body))),
+    )
+
+    @plyra_trace.agent
+    async def planner() -> Any:
+        return await client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[
+                {
+                    "name": "get_weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
+        )
+
+    response = await planner()
+    assert response.content[0].type == "tool_use"
+    spans = _by_name(exporter)
+    counted = _with_tokens(exporter)
+    assert [s.name for s in counted] == ["messages.create"]
+    attributes = counted[0].attributes or {}
+    assert counted[0].parent.span_id == spans["planner"].context.span_id  # type: ignore[union-attr]
+    prefix = "llm.output_messages.0.message.tool_calls.0.tool_call.function."
+    assert attributes[prefix + "name"] == "get_weather"
+    assert json.loads(str(attributes[prefix + "arguments"])) == {"city": "Oslo"}
+    assert attributes[sc.LLM_TOKENS_TOTAL] == 90
+
+
+def test_anthropic_own_streaming_span_is_priced(exporter: InMemorySpanExporter) -> None:
+    """Without the instrumentor, anthropic's own span of a stream carries usage and cost."""
+    start = {**_MESSAGE, "content": [], "stop_reason": None}
+    start["usage"] = {"input_tokens": 12, "output_tokens": 1}
+    events: list[tuple[str | None, Any]] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 6},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    stream = _anthropic(_sse(events)).messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=10,
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
+    )
+    assert [e.type for e in stream][-1] == "message_stop"
+    (span,) = exporter.get_finished_spans()
+    attributes = span.attributes or {}
+    assert attributes[sc.PLYRA_SPAN_KIND] == "LLM"
+    assert attributes[sc.LLM_TOKENS_PROMPT] == 12
+    assert attributes[sc.LLM_TOKENS_COMPLETION] == 6
+    assert sc.LLM_COST_TOTAL in attributes
