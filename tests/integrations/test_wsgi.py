@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, Response
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -215,3 +217,30 @@ def test_wsgi_app_exception_propagates_unchanged(exporter: InMemorySpanExporter)
     assert server.status.status_code is StatusCode.ERROR
     assert (server.attributes or {})["http.response.status_code"] == 500
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+_hostile = st.one_of(
+    st.binary(max_size=300).map(lambda raw: raw.decode("latin-1")),
+    st.text(max_size=200),
+    st.just("session.id=" + "x" * 100_000),
+    st.sampled_from(["00-zz-yy-01", "ff-" + "0" * 32 + "-" + "0" * 16 + "-00", "=;,%%"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from(["HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE", "HTTP_B3"]),
+        _hostile,
+        max_size=4,
+    )
+)
+def test_hostile_headers_never_break_a_wsgi_request(headers: dict[str, str]) -> None:
+    app = PlyraWSGIMiddleware(_plain_app([b"fine"]), agent_name="hardened")
+    environ = create_environ("/h")
+    environ.update(headers)
+    statuses: list[str] = []
+    result = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert b"".join(result) == b"fine"
+    result.close()  # type: ignore[attr-defined]
+    assert statuses == ["200 OK"]
