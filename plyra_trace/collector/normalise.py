@@ -77,6 +77,19 @@ _CACHE_WRITE_KEYS: Final = (
     n.GEN_AI_USAGE_CACHE_WRITE_OLD,
 )
 _TOTAL_KEYS: Final = (sc.LLM_TOKENS_TOTAL, n.LLM_USAGE_TOTAL)
+_USAGE_HINTS: Final = frozenset(
+    (
+        *_MODEL_KEYS,
+        *_PROVIDER_KEYS,
+        *_INPUT_KEYS,
+        *_OUTPUT_KEYS,
+        *_TOTAL_KEYS,
+        sc.LLM_COST_TOTAL,
+        sc.LLM_COST_PROMPT,
+        sc.LLM_COST_COMPLETION,
+        n.GEN_AI_USAGE_COST,
+    )
+)
 _SESSION_KEYS: Final = (sc.SESSION_ID, sc.GEN_AI_CONVERSATION_ID, n.TRACELOOP_SESSION)
 _USER_KEYS: Final = (sc.USER_ID, n.TRACELOOP_USER)
 _IO_KEYS: Final = frozenset(
@@ -128,7 +141,7 @@ class Normaliser:
         out.message = "; ".join(reasons)
         return out
 
-    def span(self, span: Span, resource: Mapping[str, Any]) -> SpanRecord:
+    def span(self, span: Span, resource: dict[str, Any]) -> SpanRecord:
         """One OTLP span as a SpanRecord (resource attributes give service and project)."""
         attrs = self._attributes(span.attributes)
         service = _text(resource.get(n.SERVICE_NAME)) or "unknown_service"
@@ -148,7 +161,7 @@ class Normaliser:
             end_ns=int(span.end_time_unix_nano or span.start_time_unix_nano),
             status=int(span.status.code),
             status_message=span.status.message[: self._config.max_attribute_chars],
-            resource=dict(resource),
+            resource=resource,
         )
         self._identity(record, attrs)
         self._usage(record, attrs)
@@ -177,6 +190,8 @@ class Normaliser:
             record.handoff_protocol = sc.IN_PROCESS
 
     def _usage(self, record: SpanRecord, attrs: Mapping[str, Any]) -> None:
+        if not _USAGE_HINTS.intersection(attrs):
+            return
         record.model = _first_text(attrs, _MODEL_KEYS)
         record.provider = _first_text(attrs, _PROVIDER_KEYS)
         if record.provider is None and record.model:
@@ -309,15 +324,18 @@ def _text(value: Any) -> str | None:
 
 def _first_text(attrs: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     for key in keys:
-        value = _text(attrs.get(key))
-        if value is not None:
-            return value
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value if isinstance(value, str) else str(value)
     return None
 
 
 def _first_int(attrs: Mapping[str, Any], keys: Sequence[str]) -> int | None:
     for key in keys:
-        value = _number(attrs.get(key))
+        raw = attrs.get(key)
+        if raw is None:
+            continue
+        value = _number(raw)
         if value is not None and value >= 0:
             return int(value)
     return None

@@ -38,15 +38,18 @@ CREATE TABLE IF NOT EXISTS spans (
     handoff_to TEXT,
     handoff_protocol TEXT,
     attributes TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
+    resource_id INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS spans_id ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent, start_ns);
-CREATE INDEX IF NOT EXISTS spans_name ON spans (name);
+CREATE TABLE IF NOT EXISTS resources (
+    resource_id INTEGER PRIMARY KEY,
+    attributes TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS span_payloads (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
-    resource TEXT NOT NULL,
     events TEXT NOT NULL,
     input_value TEXT,
     input_mime TEXT,
@@ -128,6 +131,7 @@ SPAN_COLUMNS: Final = (
     "handoff_to",
     "handoff_protocol",
     "attributes",
+    "resource_id",
 )
 
 TRACE_COLUMNS: Final = (

@@ -7,6 +7,7 @@ summaries of the traces they touch from all stored spans, so out-of-order arriva
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sqlite3
 import threading
@@ -41,8 +42,8 @@ _INSERT_SPAN: Final = (
     f" VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
 )
 _INSERT_PAYLOAD: Final = (
-    "INSERT OR REPLACE INTO span_payloads (trace_id, span_id, resource, events, input_value,"
-    " input_mime, output_value, output_mime) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO span_payloads (trace_id, span_id, events, input_value,"
+    " input_mime, output_value, output_mime) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TRACE: Final = (
     f"INSERT OR REPLACE INTO traces ({', '.join(TRACE_COLUMNS)})"
@@ -160,8 +161,20 @@ class SQLiteStorage:
         return result
 
     def _write(self, conn: sqlite3.Connection, spans: Sequence[SpanRecord]) -> WriteResult:
-        conn.executemany(_INSERT_SPAN, [_span_values(s) for s in spans])
-        conn.executemany(_INSERT_PAYLOAD, [_payload_values(s) for s in spans])
+        resources = _Resources()
+        conn.executemany(_INSERT_SPAN, [_span_values(s, resources.id_of(s)) for s in spans])
+        conn.executemany(
+            "INSERT OR IGNORE INTO resources (resource_id, attributes) VALUES (?, ?)",
+            resources.new.items(),
+        )
+        conn.executemany(
+            _INSERT_PAYLOAD,
+            [
+                _payload_values(s)
+                for s in spans
+                if s.events or s.input_value is not None or s.output_value is not None
+            ],
+        )
         trace_ids = sorted({s.trace_id for s in spans})
         rows = conn.execute(
             f"SELECT {_DERIVE_COLUMNS} FROM spans"
@@ -300,9 +313,10 @@ class SQLiteStorage:
     def get_span(self, trace_id: str, span_id: str) -> Row | None:
         """One span joined with its cold payload (resource, events, input and output)."""
         rows = self._query(
-            f"SELECT {', '.join('s.' + c for c in SPAN_COLUMNS)}, p.resource, p.events,"
-            " p.input_value, p.input_mime, p.output_value, p.output_mime FROM spans s"
+            f"SELECT {', '.join('s.' + c for c in SPAN_COLUMNS)}, r.attributes AS resource,"
+            " p.events, p.input_value, p.input_mime, p.output_value, p.output_mime FROM spans s"
             " LEFT JOIN span_payloads p ON p.trace_id = s.trace_id AND p.span_id = s.span_id"
+            " LEFT JOIN resources r ON r.resource_id = s.resource_id"
             " WHERE s.trace_id = ? AND s.span_id = ?",
             [trace_id, span_id],
         )
@@ -466,7 +480,7 @@ class SQLiteStorage:
             self._writer.close()
 
 
-def _span_values(s: SpanRecord) -> tuple[Any, ...]:
+def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:
     return (
         s.trace_id,
         s.span_id,
@@ -498,15 +512,34 @@ def _span_values(s: SpanRecord) -> tuple[Any, ...]:
         s.handoff_to,
         s.handoff_protocol,
         json.dumps(s.attributes, default=str),
+        resource_id,
     )
+
+
+class _Resources:
+    """Resource attributes stored once, keyed by a hash of their JSON (spans keep the key)."""
+
+    def __init__(self) -> None:
+        self._by_object: dict[int, int] = {}
+        self.new: dict[int, str] = {}
+
+    def id_of(self, span: SpanRecord) -> int:
+        # Spans of one request share their resource dict: serialise and hash it once.
+        found = self._by_object.get(id(span.resource))
+        if found is None:
+            text = json.dumps(span.resource, sort_keys=True, default=str)
+            digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+            found = int.from_bytes(digest, "big", signed=True)
+            self._by_object[id(span.resource)] = found
+            self.new[found] = text
+        return found
 
 
 def _payload_values(s: SpanRecord) -> tuple[Any, ...]:
     return (
         s.trace_id,
         s.span_id,
-        json.dumps(s.resource, default=str),
-        json.dumps(s.events, default=str),
+        json.dumps(s.events, default=str) if s.events else "[]",
         s.input_value,
         s.input_mime,
         s.output_value,
