@@ -311,6 +311,7 @@ _FRAMEWORK_AG2: Final = "ag2"
 # Where a stripped token count was counted instead: "child" (a nested LLM span measured the same
 # call) or "parent" (the span duplicates the OpenInference span above it).
 USAGE_COUNTED_ON: Final = "plyra.llm.usage_counted_on"
+_MAX_OPEN: Final = 50_000
 _USAGE_PREFIXES: Final = ("llm.token_count.", "llm.cost.", "gen_ai.usage.")
 _GEN_AI_CACHE_WRITE_ALT: Final = "gen_ai.usage.cache_write.input_tokens"  # anthropic 2.x's name
 
@@ -489,6 +490,9 @@ class AutoSpanProcessor(SpanProcessor):
                 parent_entry = self._open.get(parent.span_id)
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         if parent_entry is None and not _tracked_at_start(scope, span.attributes or {}):
+            return
+        if len(self._open) >= _MAX_OPEN:  # spans that never end must not grow memory forever
+            log_once("auto-open", "plyra_trace: too many unfinished spans; enrichment is partial")
             return
         enclosing = parent_entry.enclosing_agent if parent_entry else current_agent(parent_context)
         self._open[span.context.span_id] = _Open(parent_entry, scope, enclosing)

@@ -755,3 +755,17 @@ def test_anthropic_own_streaming_span_is_priced(exporter: InMemorySpanExporter) 
     assert attributes[sc.LLM_TOKENS_PROMPT] == 12
     assert attributes[sc.LLM_TOKENS_COMPLETION] == 6
     assert sc.LLM_COST_TOTAL in attributes
+
+
+def test_unfinished_spans_are_remembered_only_up_to_a_bound(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_instrument, "_MAX_OPEN", 3)
+    processor = _instrument.AutoSpanProcessor()
+    tracer = plyra_trace._runtime.tracer
+    leaked = [
+        tracer.start_span("never ended", attributes={sc.PLYRA_SPAN_KIND: "LLM"}) for _ in range(5)
+    ]
+    for span in leaked:
+        processor.on_start(span, None)  # type: ignore[arg-type]
+    assert len(processor._open) == 3
