@@ -17,6 +17,7 @@ from opentelemetry import baggage
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -186,6 +187,14 @@ def _starlette_app(**options: Any) -> Starlette:
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
 
+    async def events(request: Request) -> EventSourceResponse:
+        async def produce() -> AsyncIterator[dict[str, str]]:
+            for index in range(3):
+                await asyncio.sleep(0.03)
+                yield {"event": "tick", "data": str(index)}
+
+        return EventSourceResponse(produce())
+
     async def broken_stream(request: Request) -> StreamingResponse:
         async def chunks() -> AsyncIterator[str]:
             yield "first"
@@ -218,6 +227,7 @@ def _starlette_app(**options: Any) -> Starlette:
     app = Starlette(
         routes=[
             Route("/stream", stream),
+            Route("/events", events),
             Route("/broken", broken_stream),
             Route("/crash", crash),
             Route("/session/{n}", echo_session),
@@ -261,6 +271,21 @@ def test_streaming_span_ends_with_the_body(
     assert client_span.end_time is not None and client_span.end_time <= last_chunk_at
     assert client_span.end_time >= server.end_time - 5_000_000
     assert server.parent is not None and server.parent.span_id == client_span.context.span_id
+
+
+def test_server_sent_events_span_covers_every_event(
+    exporter: InMemorySpanExporter, starlette_url: str
+) -> None:
+    with httpx.stream("GET", f"{starlette_url}/events") as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert lines == ["data: 0", "data: 1", "data: 2"]
+    _wait_for(exporter, lambda spans: len(_servers(spans)) == 1)
+    (server,) = _servers(exporter.get_finished_spans())
+    attributes = server.attributes or {}
+    assert server.name == "GET /events"
+    assert int(str(attributes["plyra.http.response.chunks"])) >= 3
+    assert server.end_time is not None and server.start_time is not None
+    assert (server.end_time - server.start_time) / 1e6 >= 85
 
 
 def test_exceptions_before_and_after_the_response_starts(
