@@ -201,13 +201,17 @@ def received_context(
 
 
 def enrich_existing(
-    settings: ServerSettings, span: Span, headers: Any, request_attributes: Mapping[str, Any]
+    settings: ServerSettings,
+    span: Span,
+    headers: Any,
+    request_attributes: Mapping[str, Any],
+    has_context: bool = True,
 ) -> otel_context.Context:
     """Add plyra's attributes to a server span another library started for this request, and
     return the current context with the received session/user (and agent) in force."""
     ctx = otel_context.get_current()
     attributes: dict[str, Any] = dict(request_attributes)
-    if settings.trust_incoming:
+    if has_context and settings.trust_incoming:
         extracted = extract_context(headers)
         attributes.update(handoff_attributes(extracted, "http", settings.agent_name))
         received = scope_from_baggage(extracted)
@@ -215,7 +219,7 @@ def enrich_existing(
             ctx = otel_context.set_value(SCOPE_KEY, received, ctx)
             attributes.update(received.attributes)
         ctx = continuation_baggage(ctx)
-    else:
+    elif has_context:
         log_once(
             "http.untrusted-existing",
             "plyra_trace: trust_incoming=False cannot re-root a server span another library "
@@ -318,12 +322,17 @@ class ServerExchange:
 
     @classmethod
     def join(
-        cls, settings: ServerSettings, span: Span, headers: Any, attributes: dict[str, Any]
+        cls,
+        settings: ServerSettings,
+        span: Span,
+        headers: Any,
+        attributes: dict[str, Any],
+        has_context: bool = True,
     ) -> ServerExchange:
         """Enrich the server span another library opened for this request."""
         if settings.agent_name is not None:
             attributes[sc.AGENT_NAME] = settings.agent_name
-        context = enrich_existing(settings, span, headers, attributes)
+        context = enrich_existing(settings, span, headers, attributes, has_context)
         return cls(settings, span, context, "", False)
 
     def response_started(self, status: int, headers: Iterable[tuple[Any, Any]] | None) -> None:

@@ -89,7 +89,9 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
                 if settings.allow
                 else {}
             )
-            joined = ServerExchange.join(settings, existing, headers, dict(extra))
+            names = _http.context_header_names()[0]
+            has_context = any(key in names for key, _ in headers)
+            joined = ServerExchange.join(settings, existing, headers, dict(extra), has_context)
             scope[_EXCHANGE] = joined
             return joined
         method, attributes, has_context = _request_attributes(scope, path)
