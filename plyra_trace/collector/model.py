@@ -54,6 +54,8 @@ class SpanRecord:
     input_mime: str | None = None
     output_value: str | None = None
     output_mime: str | None = None
+    agent_effective: str | None = None
+    """The agent the span runs under (its own, else its nearest ancestor's), once derived."""
 
     @property
     def duration_ns(self) -> int:

@@ -124,6 +124,7 @@ class Normaliser:
         bad_ids = over_limit = 0
         for resource_spans in request.resource_spans:
             resource = self._attributes(resource_spans.resource.attributes)
+            where = _service_and_project(resource)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     if len(span.trace_id) != 16 or len(span.span_id) != 8:
@@ -131,7 +132,7 @@ class Normaliser:
                     elif len(out.spans) >= budget:
                         over_limit += 1
                     else:
-                        out.spans.append(self.span(span, resource))
+                        out.spans.append(self.span(span, resource, where))
         out.rejected = bad_ids + over_limit
         reasons = []
         if bad_ids:
@@ -141,40 +142,47 @@ class Normaliser:
         out.message = "; ".join(reasons)
         return out
 
-    def span(self, span: Span, resource: dict[str, Any]) -> SpanRecord:
-        """One OTLP span as a SpanRecord (resource attributes give service and project)."""
+    def span(
+        self, span: Span, resource: dict[str, Any], where: tuple[str, str] | None = None
+    ) -> SpanRecord:
+        """One OTLP span as a SpanRecord; ``where`` is (service, project) if already known."""
         attrs = self._attributes(span.attributes)
-        service = _text(resource.get(n.SERVICE_NAME)) or "unknown_service"
-        project = _first_text(resource, n.PROJECT_NAMES) or service
+        if where is None:
+            where = _service_and_project(resource)
+        limit = self._config.max_attribute_chars
+        kind = span.kind
+        status = span.status
+        parent = span.parent_span_id
         record = SpanRecord(
-            trace_id=ids_hex(span.trace_id),
-            span_id=ids_hex(span.span_id),
-            parent_id=ids_hex(span.parent_span_id) if len(span.parent_span_id) == 8 else None,
-            name=span.name[: self._config.max_attribute_chars] or "(unnamed)",
-            otel_kind=_OTEL_KINDS[span.kind]
-            if 0 <= span.kind < len(_OTEL_KINDS)
-            else "UNSPECIFIED",
-            kind=_kind(attrs).value,
-            service=service,
-            project=project,
-            start_ns=int(span.start_time_unix_nano),
-            end_ns=int(span.end_time_unix_nano or span.start_time_unix_nano),
-            status=int(span.status.code),
-            status_message=span.status.message[: self._config.max_attribute_chars],
-            resource=resource,
+            ids_hex(span.trace_id),
+            ids_hex(span.span_id),
+            ids_hex(parent) if len(parent) == 8 else None,
+            span.name[:limit] or "(unnamed)",
+            _OTEL_KINDS[kind] if 0 <= kind < len(_OTEL_KINDS) else "UNSPECIFIED",
+            _kind(attrs).value,
+            where[0],
+            where[1],
+            span.start_time_unix_nano,
+            span.end_time_unix_nano or span.start_time_unix_nano,
+            status.code,
+            status.message[:limit],
         )
+        record.resource = resource
         self._identity(record, attrs)
         self._usage(record, attrs)
-        self._io(record, attrs)
-        record.events = [
-            {
-                "name": event.name,
-                "time_ns": int(event.time_unix_nano),
-                "attributes": self._attributes(event.attributes),
-            }
-            for event in span.events[:128]
-        ]
-        record.attributes = {k: v for k, v in attrs.items() if k not in _IO_KEYS}
+        if not _IO_KEYS.isdisjoint(attrs):
+            self._io(record, attrs)
+            attrs = {k: v for k, v in attrs.items() if k not in _IO_KEYS}
+        if span.events:
+            record.events = [
+                {
+                    "name": event.name,
+                    "time_ns": int(event.time_unix_nano),
+                    "attributes": self._attributes(event.attributes),
+                }
+                for event in span.events[:128]
+            ]
+        record.attributes = attrs
         return record
 
     def _identity(self, record: SpanRecord, attrs: Mapping[str, Any]) -> None:
@@ -244,11 +252,27 @@ class Normaliser:
         limit = self._config.max_attribute_chars
         io_limit = self._config.max_io_chars
         for pair in pairs[: self._config.max_attributes]:
-            value = _any_value(pair.value, depth=0)
-            if isinstance(value, str):
-                value = value[: io_limit if pair.key in _IO_KEYS else limit]
-            out[pair.key[:256]] = value
+            key = pair.key
+            any_value = pair.value
+            which = any_value.WhichOneof("value")
+            value: Any
+            if which == "string_value":
+                value = any_value.string_value
+                if len(value) > limit:
+                    value = value[: io_limit if key in _IO_KEYS else limit]
+            elif which == "int_value":
+                value = any_value.int_value
+            else:
+                value = _any_value(any_value, depth=0)
+                if isinstance(value, str):
+                    value = value[: io_limit if key in _IO_KEYS else limit]
+            out[key if len(key) <= 256 else key[:256]] = value
         return out
+
+
+def _service_and_project(resource: Mapping[str, Any]) -> tuple[str, str]:
+    service = _text(resource.get(n.SERVICE_NAME)) or "unknown_service"
+    return service, _first_text(resource, n.PROJECT_NAMES) or service
 
 
 def _any_value(value: AnyValue, depth: int) -> Any:

@@ -29,7 +29,7 @@ from plyra_trace.collector.storage._schema import (
     SPAN_COLUMNS,
     TRACE_COLUMNS,
 )
-from plyra_trace.collector.summary import derive
+from plyra_trace.collector.summary import TraceDerivation, derive
 
 _DERIVE_COLUMNS: Final = (
     "trace_id, span_id, parent_id, name, service, project, own_agent, agent, start_ns, end_ns,"
@@ -161,8 +161,30 @@ class SQLiteStorage:
         return result
 
     def _write(self, conn: sqlite3.Connection, spans: Sequence[SpanRecord]) -> WriteResult:
+        by_trace: dict[str, dict[str, SpanRecord]] = {}
+        for span in spans:
+            by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
+        known = {
+            row["trace_id"]
+            for row in conn.execute(
+                "SELECT trace_id FROM traces WHERE trace_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(by_trace)),),
+            )
+        }
+        derived: dict[str, TraceDerivation] = {}
+        # Traces seen for the first time are wholly in this batch: derive them before inserting,
+        # so their spans go in with the right agent and nothing needs reading back.
+        for trace_id, records in by_trace.items():
+            if trace_id not in known:
+                derived[trace_id] = derive(trace_id, [_derive_row(r) for r in records.values()])
+                agents = derived[trace_id].agents
+                for record in records.values():
+                    record.agent_effective = agents.get(record.span_id, record.agent)
         resources = _Resources()
-        conn.executemany(_INSERT_SPAN, [_span_values(s, resources.id_of(s)) for s in spans])
+        conn.executemany(
+            _INSERT_SPAN,
+            [_span_values(s, resources.id_of(s)) for r in by_trace.values() for s in r.values()],
+        )
         conn.executemany(
             "INSERT OR IGNORE INTO resources (resource_id, attributes) VALUES (?, ?)",
             resources.new.items(),
@@ -175,56 +197,49 @@ class SQLiteStorage:
                 if s.events or s.input_value is not None or s.output_value is not None
             ],
         )
-        trace_ids = sorted({s.trace_id for s in spans})
-        rows = conn.execute(
-            f"SELECT {_DERIVE_COLUMNS} FROM spans"
-            " WHERE trace_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(trace_ids),),
-        ).fetchall()
-        grouped: dict[str, list[Row]] = {}
-        for row in rows:
-            grouped.setdefault(row["trace_id"], []).append(row)
-        result = WriteResult(spans=len(spans))
         agent_updates: list[tuple[str | None, str, str]] = []
-        edges: set[tuple[str, str, str]] = set()
-        for trace_id, trace_spans in grouped.items():
-            derived = derive(trace_id, trace_spans)
-            for span in trace_spans:
-                agent = derived.agents.get(span["span_id"], span["own_agent"])
-                if agent != span["agent"]:
-                    agent_updates.append((agent, trace_id, span["span_id"]))
-            summary = derived.summary
-            conn.execute(_INSERT_TRACE, _summary_values(summary))
-            result.traces.append(summary)
-            had = conn.execute(
-                "SELECT from_agent, to_agent, protocol FROM handoffs WHERE trace_id = ?",
-                (trace_id,),
+        old_edges: set[tuple[str, str, str]] = set()
+        if known:
+            known_json = json.dumps(sorted(known))
+            rows = conn.execute(
+                f"SELECT {_DERIVE_COLUMNS} FROM spans"
+                " WHERE trace_id IN (SELECT value FROM json_each(?))",
+                (known_json,),
             ).fetchall()
-            conn.execute("DELETE FROM handoffs WHERE trace_id = ?", (trace_id,))
-            if derived.handoffs:
-                conn.executemany(
-                    _INSERT_HANDOFF, [[h[c] for c in HANDOFF_COLUMNS] for h in derived.handoffs]
+            grouped: dict[str, list[Row]] = {}
+            for row in rows:
+                grouped.setdefault(row["trace_id"], []).append(row)
+            for trace_id, trace_rows in grouped.items():
+                derived[trace_id] = derive(trace_id, trace_rows)
+                agents = derived[trace_id].agents
+                for row in trace_rows:
+                    agent = agents.get(row["span_id"], row["own_agent"])
+                    if agent != row["agent"]:
+                        agent_updates.append((agent, trace_id, row["span_id"]))
+            old_edges = {
+                (h["from_agent"], h["to_agent"], h["protocol"])
+                for h in conn.execute(
+                    "SELECT from_agent, to_agent, protocol FROM handoffs"
+                    " WHERE trace_id IN (SELECT value FROM json_each(?))",
+                    (known_json,),
                 )
-            new_edges = {(h["from_agent"], h["to_agent"], h["protocol"]) for h in derived.handoffs}
-            old_edges = {(h["from_agent"], h["to_agent"], h["protocol"]) for h in had}
-            if new_edges != old_edges or derived.handoffs:
-                edges |= new_edges | old_edges
+            }
+            conn.execute(
+                "DELETE FROM handoffs WHERE trace_id IN (SELECT value FROM json_each(?))",
+                (known_json,),
+            )
         if agent_updates:
             conn.executemany(
                 "UPDATE spans SET agent = ? WHERE trace_id = ? AND span_id = ?", agent_updates
             )
-        result.edges = [self._edge_totals(conn, *edge) for edge in sorted(edges)]
-        return result
-
-    def _edge_totals(
-        self, conn: sqlite3.Connection, source: str, target: str, protocol: str
-    ) -> Row:
-        row: Row = conn.execute(
-            "SELECT COUNT(*) AS count, COALESCE(SUM(error), 0) AS errors, SUM(cost) AS cost"
-            " FROM handoffs WHERE from_agent = ? AND to_agent = ? AND protocol = ?",
-            (source, target, protocol),
-        ).fetchone()
-        return {"from": source, "to": target, "protocol": protocol, **row}
+        conn.executemany(_INSERT_TRACE, [_summary_values(d.summary) for d in derived.values()])
+        handoffs = [h for d in derived.values() for h in d.handoffs]
+        conn.executemany(_INSERT_HANDOFF, [[h[c] for c in HANDOFF_COLUMNS] for h in handoffs])
+        return WriteResult(
+            spans=len(spans),
+            traces=[d.summary for d in derived.values()],
+            edges=_touched_edges(handoffs, old_edges),
+        )
 
     # --- reading ------------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -496,7 +511,7 @@ def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:
         s.status,
         s.status_message,
         s.agent,
-        s.agent,
+        s.agent_effective if s.agent_effective is not None else s.agent,
         s.session_id,
         s.user_id,
         s.model,
@@ -514,6 +529,46 @@ def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:
         json.dumps(s.attributes, default=str),
         resource_id,
     )
+
+
+def _derive_row(s: SpanRecord) -> Row:
+    """The columns :func:`derive` reads, straight from a record not yet stored."""
+    return {
+        "span_id": s.span_id,
+        "parent_id": s.parent_id,
+        "name": s.name,
+        "service": s.service,
+        "project": s.project,
+        "own_agent": s.agent,
+        "start_ns": s.start_ns,
+        "end_ns": s.end_ns,
+        "status": s.status,
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "total_tokens": s.total_tokens,
+        "cost": s.cost,
+        "model": s.model,
+        "session_id": s.session_id,
+        "user_id": s.user_id,
+        "handoff_from": s.handoff_from,
+        "handoff_to": s.handoff_to,
+        "handoff_protocol": s.handoff_protocol,
+    }
+
+
+def _touched_edges(handoffs: Sequence[Row], old: set[tuple[str, str, str]]) -> list[Row]:
+    """Edges this write added to or removed from, with what the written traces hold for each."""
+    counts: dict[tuple[str, str, str], list[Any]] = {edge: [0, 0, None] for edge in old}
+    for h in handoffs:
+        entry = counts.setdefault((h["from_agent"], h["to_agent"], h["protocol"]), [0, 0, None])
+        entry[0] += 1
+        entry[1] += h["error"]
+        if h["cost"] is not None:
+            entry[2] = h["cost"] + (entry[2] or 0.0)
+    return [
+        {"from": f, "to": t, "protocol": p, "count": c, "errors": e, "cost": cost}
+        for (f, t, p), (c, e, cost) in sorted(counts.items())
+    ]
 
 
 class _Resources:
