@@ -67,6 +67,7 @@ def _researcher_service(endpoint: str, writer_url: str) -> None:
     app.add_middleware(PlyraMiddleware, agent_name="researcher")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     _on_term(lambda: setattr(server, "should_exit", True))
