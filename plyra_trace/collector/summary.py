@@ -21,6 +21,8 @@ class TraceDerivation:
     agents: dict[str, str | None] = field(default_factory=dict)
     """Effective agent per span id (its own, else its nearest ancestor's)."""
     handoffs: list[Row] = field(default_factory=list)
+    usage: list[Row] = field(default_factory=list)
+    """Roll-up rows per (day, agent, service, model, provider): what cost and graph queries read."""
 
 
 def derive(trace_id: str, spans: Sequence[Row]) -> TraceDerivation:
@@ -46,7 +48,60 @@ def derive(trace_id: str, spans: Sequence[Row]) -> TraceDerivation:
         for span in spans
         if span["handoff_to"] is not None
     ]
-    return TraceDerivation(summary=summary, agents=agents, handoffs=handoffs)
+    usage = _usage(trace_id, spans, agents)
+    return TraceDerivation(summary=summary, agents=agents, handoffs=handoffs, usage=usage)
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _usage(trace_id: str, spans: Sequence[Row], agents: dict[str, str | None]) -> list[Row]:
+    """Group a trace's spans by day, effective agent, service, model and provider."""
+    groups: dict[tuple[Any, ...], Row] = {}
+    for span in spans:
+        key = (
+            span["start_ns"] // _DAY_NS,
+            agents.get(span["span_id"], span["own_agent"]),
+            span["service"],
+            span["model"],
+            span["provider"],
+        )
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {
+                "trace_id": trace_id,
+                "day": key[0],
+                "start_ns": span["start_ns"],
+                "agent": key[1],
+                "service": key[2],
+                "project": span["project"],
+                "model": key[3],
+                "provider": key[4],
+                "spans": 0,
+                "errors": 0,
+                "llm_calls": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "total_tokens": 0,
+                "cost": None,
+                "unpriced": 0,
+            }
+        group["spans"] += 1
+        group["start_ns"] = min(group["start_ns"], span["start_ns"])
+        if span["status"] == STATUS_ERROR:
+            group["errors"] += 1
+        cost, tokens = span["cost"], span["total_tokens"]
+        if cost is None and tokens is None:
+            continue
+        group["llm_calls"] += 1
+        group["input_tokens"] += span["input_tokens"] or 0
+        group["output_tokens"] += span["output_tokens"] or 0
+        group["total_tokens"] += tokens or 0
+        if cost is not None:
+            group["cost"] = cost + (group["cost"] or 0.0)
+        elif span["model"]:
+            group["unpriced"] += 1
+    return list(groups.values())
 
 
 def _walk(

@@ -97,6 +97,26 @@ CREATE TABLE IF NOT EXISTS handoffs (
     PRIMARY KEY (trace_id, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handoffs_start ON handoffs (start_ns);
+CREATE TABLE IF NOT EXISTS usage (
+    trace_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    agent TEXT,
+    service TEXT NOT NULL,
+    project TEXT NOT NULL,
+    model TEXT,
+    provider TEXT,
+    spans INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    llm_calls INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    total_tokens INTEGER NOT NULL,
+    cost REAL,
+    unpriced INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_trace ON usage (trace_id, agent);
+CREATE INDEX IF NOT EXISTS usage_start ON usage (start_ns);
 CREATE INDEX IF NOT EXISTS handoffs_edge ON handoffs (from_agent, to_agent, protocol);
 """
 
@@ -156,6 +176,25 @@ TRACE_COLUMNS: Final = (
     "duration_ns",
     "session_id",
     "user_id",
+)
+
+USAGE_COLUMNS: Final = (
+    "trace_id",
+    "day",
+    "start_ns",
+    "agent",
+    "service",
+    "project",
+    "model",
+    "provider",
+    "spans",
+    "errors",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost",
+    "unpriced",
 )
 
 HANDOFF_COLUMNS: Final = (

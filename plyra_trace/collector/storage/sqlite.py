@@ -28,13 +28,14 @@ from plyra_trace.collector.storage._schema import (
     SCHEMA_VERSION,
     SPAN_COLUMNS,
     TRACE_COLUMNS,
+    USAGE_COLUMNS,
 )
 from plyra_trace.collector.summary import TraceDerivation, derive
 
 _DERIVE_COLUMNS: Final = (
     "trace_id, span_id, parent_id, name, service, project, own_agent, agent, start_ns, end_ns,"
-    " status, input_tokens, output_tokens, total_tokens, cost, model, session_id, user_id,"
-    " handoff_from, handoff_to, handoff_protocol"
+    " status, input_tokens, output_tokens, total_tokens, cost, model, provider, session_id,"
+    " user_id, handoff_from, handoff_to, handoff_protocol"
 )
 _HOT_COLUMNS: Final = ", ".join(c for c in SPAN_COLUMNS if c != "attributes")
 _INSERT_SPAN: Final = (
@@ -53,13 +54,16 @@ _INSERT_HANDOFF: Final = (
     f"INSERT OR REPLACE INTO handoffs ({', '.join(HANDOFF_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(HANDOFF_COLUMNS))})"
 )
+_INSERT_USAGE: Final = (
+    f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+)
 _TRACE_LIST_COLUMNS: Final = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
-_SPAN_DIMENSIONS: Final = {
+_USAGE_DIMENSIONS: Final = {
     "model": "model",
     "agent": "agent",
     "service": "service",
     "project": "project",
-    "day": "date(start_ns / 1000000000, 'unixepoch')",
+    "day": "date(day * 86400, 'unixepoch')",
 }
 _TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
 
@@ -224,10 +228,11 @@ class SQLiteStorage:
                     (known_json,),
                 )
             }
-            conn.execute(
-                "DELETE FROM handoffs WHERE trace_id IN (SELECT value FROM json_each(?))",
-                (known_json,),
-            )
+            for table in ("handoffs", "usage"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE trace_id IN (SELECT value FROM json_each(?))",
+                    (known_json,),
+                )
         if agent_updates:
             conn.executemany(
                 "UPDATE spans SET agent = ? WHERE trace_id = ? AND span_id = ?", agent_updates
@@ -235,6 +240,10 @@ class SQLiteStorage:
         conn.executemany(_INSERT_TRACE, [_summary_values(d.summary) for d in derived.values()])
         handoffs = [h for d in derived.values() for h in d.handoffs]
         conn.executemany(_INSERT_HANDOFF, [[h[c] for c in HANDOFF_COLUMNS] for h in handoffs])
+        conn.executemany(
+            _INSERT_USAGE,
+            [[u[c] for c in USAGE_COLUMNS] for d in derived.values() for u in d.usage],
+        )
         return WriteResult(
             spans=len(spans),
             traces=[d.summary for d in derived.values()],
@@ -282,7 +291,7 @@ class SQLiteStorage:
             params.append(where.service)
         if where.agent is not None:
             clauses.append(
-                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.agent = ?)"
+                "EXISTS (SELECT 1 FROM usage u WHERE u.trace_id = t.trace_id AND u.agent = ?)"
             )
             params.append(where.agent)
         if where.text:
@@ -369,7 +378,7 @@ class SQLiteStorage:
             params.append(root_name)
         if agent is not None:
             clauses.append(
-                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.agent = ?)"
+                "EXISTS (SELECT 1 FROM usage u WHERE u.trace_id = t.trace_id AND u.agent = ?)"
             )
             params.append(agent)
         rows = self._query(
@@ -383,9 +392,8 @@ class SQLiteStorage:
         """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost)."""
         clauses, params = _window("start_ns", since_ns, until_ns)
         nodes = self._query(
-            "SELECT agent AS id, COUNT(*) AS spans, COUNT(DISTINCT trace_id) AS traces,"
-            " COALESCE(SUM(status = 2), 0) AS errors, SUM(cost) AS cost,"
-            " COALESCE(SUM(total_tokens), 0) AS tokens FROM spans"
+            "SELECT agent AS id, SUM(spans) AS spans, COUNT(DISTINCT trace_id) AS traces,"
+            " SUM(errors) AS errors, SUM(cost) AS cost, SUM(total_tokens) AS tokens FROM usage"
             f" {_where(['agent IS NOT NULL', *clauses])} GROUP BY agent ORDER BY agent",
             params,
         )
@@ -421,17 +429,14 @@ class SQLiteStorage:
         self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int
     ) -> list[Row]:
         """Tokens and cost grouped by ``by``; cost None when nothing in the group was priced."""
-        if by in _SPAN_DIMENSIONS:
-            key = _SPAN_DIMENSIONS[by]
+        if by in _USAGE_DIMENSIONS:
+            key = _USAGE_DIMENSIONS[by]
             clauses, params = _window("start_ns", since_ns, until_ns)
-            clauses = ["(cost IS NOT NULL OR total_tokens IS NOT NULL)", *clauses]
             return self._query(
-                f"SELECT {key} AS key, COUNT(*) AS calls,"
-                " COALESCE(SUM(input_tokens), 0) AS input_tokens,"
-                " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
-                " COALESCE(SUM(total_tokens), 0) AS total_tokens, SUM(cost) AS cost,"
-                " COALESCE(SUM(cost IS NULL AND model IS NOT NULL), 0) AS unpriced"
-                f" FROM spans {_where(clauses)} GROUP BY key"
+                f"SELECT {key} AS key, SUM(llm_calls) AS calls,"
+                " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+                " SUM(total_tokens) AS total_tokens, SUM(cost) AS cost, SUM(unpriced) AS unpriced"
+                f" FROM usage {_where(clauses)} GROUP BY key HAVING SUM(llm_calls) > 0"
                 " ORDER BY cost IS NULL, cost DESC, key LIMIT ?",
                 [*params, limit],
             )
@@ -548,6 +553,7 @@ def _derive_row(s: SpanRecord) -> Row:
         "total_tokens": s.total_tokens,
         "cost": s.cost,
         "model": s.model,
+        "provider": s.provider,
         "session_id": s.session_id,
         "user_id": s.user_id,
         "handoff_from": s.handoff_from,
