@@ -212,7 +212,8 @@ def enrich_existing(
     ctx = otel_context.get_current()
     attributes: dict[str, Any] = dict(request_attributes)
     if has_context and settings.trust_incoming:
-        extracted = extract_context(headers)
+        # The owner usually extracted the same headers already (its baggage is current).
+        extracted = ctx if baggage.get_all(ctx) else extract_context(headers)
         attributes.update(handoff_attributes(extracted, "http", settings.agent_name))
         received = scope_from_baggage(extracted)
         if received is not None:
