@@ -21,35 +21,45 @@ def _is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     """Run the collector until interrupted (imported lazily: it needs the collector extra)."""
-    if not _is_loopback(args.host) and not args.open:
-        print(
-            f"refusing to listen on {args.host}: API keys are not available yet, so anyone who can"
-            " reach it could read and write traces. Pass --open to run without authentication.",
-            file=sys.stderr,
-        )
-        return 2
     try:
         import uvicorn
 
         from plyra_trace.collector.app import create_app
         from plyra_trace.collector.config import CollectorConfig
+        from plyra_trace.collector.storage import open_storage
     except ImportError as error:
         print(
             f"the collector needs: pip install 'plyra-trace[collector]' ({error})", file=sys.stderr
         )
         return 1
+    public = not _is_loopback(args.host)
+    if public and not args.open:
+        storage = open_storage(args.db)
+        try:
+            active = [k for k in storage.list_keys() if k["revoked_ns"] is None]
+        finally:
+            storage.close()
+        if not active:
+            print(
+                f"refusing to listen on {args.host} without API keys: create one with"
+                f" `plyra-trace keys create --db {args.db}`, or pass --open to run without them.",
+                file=sys.stderr,
+            )
+            return 2
     config = CollectorConfig(
         db_path=args.db,
         host=args.host,
         port=args.port,
         grpc_port=args.grpc_port,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        require_keys=public and not args.open,
     )
     app = create_app(config)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}"
     print(f"plyra-trace collector on {url} (storage: {args.db})", flush=True)
-    print(f'  send traces with plyra_trace.init(endpoint="{url}")', flush=True)
+    key_hint = ', api_key="pt_..."' if config.require_keys else ""
+    print(f'  send traces with plyra_trace.init(endpoint="{url}"{key_hint})', flush=True)
     if args.grpc_port is not None:
         print(f"  OTLP/gRPC on {shown}:{args.grpc_port}", flush=True)
     server = uvicorn.Server(
@@ -66,6 +76,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys in the collector's database."""
+    from plyra_trace.collector import auth
+    from plyra_trace.collector.storage import open_storage
+
+    storage = open_storage(args.db)
+    try:
+        if args.keys_command == "create":
+            key_id, token = auth.create_key(storage, args.name)
+            print(f"created key {key_id} ({args.name}); it is shown only now:")
+            print(token)
+        elif args.keys_command == "list":
+            for key in storage.list_keys():
+                state = "revoked" if key["revoked_ns"] is not None else "active"
+                print(f"{key['key_id']}  {state:7}  {key['name']}")
+        elif not auth.revoke_key(storage, args.key_id):
+            print(f"no active key {args.key_id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"revoked {args.key_id}")
+    finally:
+        storage.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from plyra_trace.collector.config import DEFAULT_DB, DEFAULT_PORT
 
@@ -78,8 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=None, help="also accept OTLP/gRPC here")
     serve.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit")
     serve.add_argument("--log-level", default="warning", help="uvicorn log level")
-    serve.add_argument("--open", action="store_true", help="allow a non-loopback bind without keys")
+    serve.add_argument(
+        "--open", action="store_true", help="on a non-loopback address, do not require API keys"
+    )
     serve.set_defaults(run=_serve)
+    keys = commands.add_parser("keys", help="manage API keys (sent as init(api_key=...))")
+    keys.add_argument("--db", default=DEFAULT_DB, help="SQLite database file")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", default="default", help="a label for the key")
+    key_commands.add_parser("list", help="list keys (ids and names, never secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(run=_keys)
     return parser
 
 

@@ -8,11 +8,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plyra_trace.collector import api
+from plyra_trace.collector.auth import token_from, verify
 from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.openapi import openapi
 from plyra_trace.collector.otlp_http import export_traces
@@ -30,6 +35,40 @@ _PLACEHOLDER = """<!doctype html>
 async def _index(request: Request) -> Response:
     """Placeholder page until the web UI is served at /."""
     return HTMLResponse(_PLACEHOLDER)
+
+
+class AuthMiddleware:
+    """Checks API keys on /v1/ and /api/ paths; keys are required only when the config says so.
+
+    A presented key is always checked (a wrong key is 401 even where keys are optional). Browsers'
+    EventSource cannot set headers, so the stream also takes ``?api_key=``.
+    """
+
+    def __init__(self, app: ASGIApp, required: bool) -> None:
+        self.app = app
+        self.required = required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(("/v1/", "/api/")):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        token = token_from(headers.get("authorization"), headers.get("x-api-key"))
+        if token is None and path == "/api/v1/stream":
+            token = QueryParams(scope.get("query_string", b"")).get("api_key")
+        if token is None and not self.required:
+            await self.app(scope, receive, send)
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        if token is not None and await run_in_threadpool(verify, runtime.storage, token):
+            await self.app(scope, receive, send)
+            return
+        reason = "invalid API key" if token is not None else "an API key is required"
+        response = api.JSON(
+            {"error": reason}, status_code=401, headers={"www-authenticate": "Bearer"}
+        )
+        await response(scope, receive, send)
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
@@ -70,5 +109,6 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starl
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(AuthMiddleware, required=config.require_keys)],
         exception_handlers={api.BadRequest: _bad_request},
     )

@@ -27,5 +27,7 @@ class CollectorConfig:
     """Longest input/output value kept (stored apart from the hot span rows)."""
     max_attributes: int = 256
     """Attributes kept per span; the rest are dropped."""
+    require_keys: bool = False
+    """Refuse OTLP and API requests without a valid API key (always on for non-loopback binds)."""
     writer_max_batch_spans: int = 20_000
     """Spans the writer commits together in one transaction, at most."""

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from plyra_trace.collector.auth import token_from, verify
 from plyra_trace.collector.runtime import Runtime
 
 
@@ -24,6 +25,13 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(  # the generated service's method name
         self, request: ExportTraceServiceRequest, context: Any
     ) -> ExportTraceServiceResponse:
+        metadata = {key.lower(): value for key, value in context.invocation_metadata()}
+        token = token_from(metadata.get("authorization"), metadata.get("x-api-key"))
+        required = self._runtime.config.require_keys
+        if (token is not None or required) and (
+            token is None or not verify(self._runtime.storage, token)
+        ):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid API key is required")
         normalised = self._runtime.normaliser.request(request)
         try:
             self._runtime.writer.submit(normalised.spans).result(timeout=60)

@@ -271,6 +271,7 @@ def test_openapi_and_root_placeholder(collector):
     assert "/v1/traces" in root.text
 
 
-def test_serve_refuses_a_public_bind_without_open(capsys):
-    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+def test_serve_refuses_a_public_bind_without_keys_or_open(capsys, tmp_path):
+    db = str(tmp_path / "public.db")
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1", "--db", db]) == 2
     assert "--open" in capsys.readouterr().err

@@ -76,6 +76,22 @@ class Storage(Protocol):
         """Sessions (traces sharing a session id) with counts, cost and time span; newest first."""
         ...
 
+    def add_key(self, key_id: str, name: str, secret_hash: str, created_ns: int) -> None:
+        """Store a new API key (only its hash)."""
+        ...
+
+    def list_keys(self) -> list[Row]:
+        """Every API key: id, name, created and revoked times (never the hash)."""
+        ...
+
+    def revoke_key(self, key_id: str, revoked_ns: int) -> bool:
+        """Revoke an active key; False if there is no such active key."""
+        ...
+
+    def key_hash(self, key_id: str) -> str | None:
+        """The stored hash of an active key, or None."""
+        ...
+
     def count_spans(self) -> int:
         """How many spans are stored."""
         ...

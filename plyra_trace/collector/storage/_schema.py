@@ -117,6 +117,13 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_trace ON usage (trace_id, agent);
 CREATE INDEX IF NOT EXISTS usage_start ON usage (start_ns);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    revoked_ns INTEGER
+);
 CREATE INDEX IF NOT EXISTS handoffs_edge ON handoffs (from_agent, to_agent, protocol);
 """
 

@@ -486,6 +486,36 @@ class SQLiteStorage:
         )
         return Page(items=items, next_cursor=next_cursor)
 
+    def add_key(self, key_id: str, name: str, secret_hash: str, created_ns: int) -> None:
+        """Insert an API key row (committed at once)."""
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO api_keys (key_id, name, secret_hash, created_ns) VALUES (?, ?, ?, ?)",
+                (key_id, name, secret_hash, created_ns),
+            )
+
+    def list_keys(self) -> list[Row]:
+        """All keys, oldest first, without their hashes."""
+        return self._query(
+            "SELECT key_id, name, created_ns, revoked_ns FROM api_keys ORDER BY created_ns, key_id"
+        )
+
+    def revoke_key(self, key_id: str, revoked_ns: int) -> bool:
+        """Mark a key revoked; True if an active key was revoked."""
+        with self._write_lock:
+            cursor = self._writer.execute(
+                "UPDATE api_keys SET revoked_ns = ? WHERE key_id = ? AND revoked_ns IS NULL",
+                (revoked_ns, key_id),
+            )
+        return cursor.rowcount == 1
+
+    def key_hash(self, key_id: str) -> str | None:
+        """Hash of an active key."""
+        rows = self._query(
+            "SELECT secret_hash FROM api_keys WHERE key_id = ? AND revoked_ns IS NULL", [key_id]
+        )
+        return str(rows[0]["secret_hash"]) if rows else None
+
     def count_spans(self) -> int:
         """Number of stored spans."""
         return int(self._query("SELECT COUNT(*) AS n FROM spans")[0]["n"])
