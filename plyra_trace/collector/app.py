@@ -1,4 +1,4 @@
-"""The Starlette application: OTLP/HTTP ingest, the JSON API, the live stream and the UI root."""
+"""The Starlette application: OTLP/HTTP ingest, the JSON API, the live stream and the web UI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,19 +23,7 @@ from plyra_trace.collector.openapi import openapi
 from plyra_trace.collector.otlp_http import export_traces
 from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.storage import Storage
-
-_PLACEHOLDER = """<!doctype html>
-<html><head><meta charset="utf-8"><title>plyra-trace</title></head>
-<body><h1>plyra-trace collector</h1>
-<p>Send OTLP to <code>/v1/traces</code>; the JSON API lives under <code>/api/v1/</code>
-(<a href="/api/v1/openapi.json">OpenAPI</a>). The web UI will be served here.</p></body></html>
-"""
-
-
-async def _index(request: Request) -> Response:
-    """Placeholder page until the web UI is served at /."""
-    return HTMLResponse(_PLACEHOLDER)
-
+from plyra_trace.ui import ui_routes
 
 class AuthMiddleware:
     """Checks API keys on /v1/ and /api/ paths; keys are required only when the config says so.
@@ -78,7 +66,7 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starlette:
     """A collector app; storage and writer start with the app's lifespan and stop with it."""
     routes: list[Any] = [
-        Route("/", _index),
+        *ui_routes(),
         Route("/v1/traces", export_traces, methods=["POST"]),
         *api.ROUTES,
     ]

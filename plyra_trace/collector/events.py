@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
-from plyra_trace.collector.model import Row, WriteResult
+from plyra_trace.collector.model import Row, SpanRecord, WriteResult
 
 Event = tuple[str, Row]
+MAX_SPANS_PER_EVENT: Final = 500
+"""A ``spans`` event lists at most this many spans (its ``count`` is always the full number)."""
 
 
 class Broadcaster:
@@ -37,11 +40,12 @@ class Broadcaster:
         with self._lock:
             return len(self._subscribers)
 
-    def publish_write(self, result: WriteResult) -> None:
-        """Announce the traces and edges one committed write changed."""
+    def publish_write(self, result: WriteResult, spans: Sequence[SpanRecord] = ()) -> None:
+        """Announce the spans, traces and edges one committed write changed."""
         if not self.subscribers:
             return
-        events: list[Event] = [("spans", {"count": result.spans})]
+        shown = [_span_event(span) for span in spans[:MAX_SPANS_PER_EVENT]]
+        events: list[Event] = [("spans", {"count": result.spans, "spans": shown})]
         events += [("trace", trace) for trace in result.traces]
         events += [("edge", edge) for edge in result.edges]
         self.publish(events)
@@ -64,3 +68,19 @@ def _offer(queue: asyncio.Queue[Event], events: list[Event]) -> Any:
         except asyncio.QueueFull:
             return None
     return None
+
+
+def _span_event(span: SpanRecord) -> Row:
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "kind": span.kind,
+        "service": span.service,
+        "agent": span.agent_effective or span.agent,
+        "status": span.status,
+        "start_ns": span.start_ns,
+        "duration_ns": span.duration_ns,
+        "cost": span.cost,
+    }

@@ -30,7 +30,7 @@ class Writer:
         storage: Storage,
         *,
         max_batch_spans: int = 20_000,
-        on_commit: Callable[[WriteResult], None] | None = None,
+        on_commit: Callable[[WriteResult, Sequence[SpanRecord]], None] | None = None,
     ) -> None:
         self._storage = storage
         self._max_batch = max_batch_spans
@@ -84,7 +84,8 @@ class Writer:
 
     def _commit(self, batch: list[_Item]) -> None:
         try:
-            result = self._storage.write([span for spans, _ in batch for span in spans])
+            committed = [span for spans, _ in batch for span in spans]
+            result = self._storage.write(committed)
         except Exception:
             if len(batch) > 1:
                 # One bad request must not fail the others it happened to be batched with.
@@ -98,6 +99,6 @@ class Writer:
             future.set_result(len(spans))
         if self._on_commit is not None:
             try:
-                self._on_commit(result)
+                self._on_commit(result, committed)
             except Exception:
                 _log.exception("live-stream publish failed")

@@ -229,7 +229,8 @@ def test_live_stream_announces_traces_and_edges(collector):
     assert done.wait(5)
     kinds = [kind for kind, _ in events]
     assert kinds == ["spans", "trace", "edge"]
-    assert events[0][1] == {"count": 2}
+    assert events[0][1]["count"] == 2
+    assert [(s["name"], s["agent"]) for s in events[0][1]["spans"]] == [("live", "a"), ("hop", "a")]
     assert events[1][1]["trace_id"] == tid(96)
     assert events[1][1]["span_count"] == 2
     assert events[2][1] == {
