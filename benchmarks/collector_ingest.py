@@ -4,9 +4,13 @@ Starts ``plyra-trace serve`` in a subprocess, then sender processes post pre-enc
 OTLP/protobuf batches (16 traces x 32 spans, a quarter of them LLM spans with tokens to price) as
 fast as acknowledgements come back. Prints acknowledged spans/s and, as a ceiling, how fast this
 process inserts the same number of rows into a bare SQLite table (WAL, one transaction per
-batch), plus trace-list latency measured while ingest runs.
+batch), plus API latencies (trace list, cost by model, agents graph) measured while ingest runs.
+``--preload 1000000`` first stores that many spans (straight through the storage layer), so the
+query latencies are those of a large database.
 
-Run: uv run python benchmarks/collector_ingest.py [--batches 200] [--senders 2]
+Targets (2 cores): trace list p50 < 30 ms and cost/graph < 300 ms at 1M spans, during ingest.
+
+Run: uv run python benchmarks/collector_ingest.py [--batches 200] [--senders 2] [--preload N]
 """
 
 from __future__ import annotations
@@ -96,6 +100,36 @@ def _sender(
         out.put((acked, started, time.perf_counter()))
 
 
+QUERIES = {
+    "trace list (limit 50)": ("/api/v1/traces", {"limit": 50}),
+    "cost by model": ("/api/v1/cost", {"by": "model"}),
+    "agents graph": ("/api/v1/agents/graph", {}),
+}
+
+
+def _preload(path: Path, spans: int) -> None:
+    """Store ``spans`` spans through the storage layer (as the writer would), before serving."""
+    from plyra_trace.collector.config import CollectorConfig
+    from plyra_trace.collector.normalise import Normaliser
+    from plyra_trace.collector.pricing import Pricer
+    from plyra_trace.collector.storage.sqlite import SQLiteStorage
+
+    normaliser = Normaliser(CollectorConfig(), Pricer())
+    storage = SQLiteStorage(str(path))
+    started = time.perf_counter()
+    pending = []
+    for seed in range(2 * 10**8, 2 * 10**8 + spans // BATCH):
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(encode_batch(seed))
+        pending += normaliser.request(request).spans
+        if len(pending) >= 16 * BATCH:
+            storage.write(pending)
+            pending = []
+    storage.write(pending)
+    print(f"preloaded {storage.count_spans():,} spans in {time.perf_counter() - started:.0f} s")
+    storage.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -125,8 +159,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200, help="batches per sender")
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
+    parser.add_argument("--preload", type=int, default=0, help="spans stored before the run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.preload:
+            _preload(Path(tmp) / "bench.db", args.preload)
         port = _free_port()
         server = subprocess.Popen(
             [
@@ -162,15 +199,16 @@ def main() -> None:
                 )
                 for i in range(args.senders)
             ]
-            latencies: list[float] = []
+            latencies: dict[str, list[float]] = {name: [] for name in QUERIES}
             stop = threading.Event()
 
             def _query() -> None:
                 with httpx.Client(base_url=base, timeout=60) as client:
                     while not stop.is_set():
-                        started = time.perf_counter()
-                        client.get("/api/v1/traces", params={"limit": 50})
-                        latencies.append((time.perf_counter() - started) * 1000)
+                        for name, (path, params) in QUERIES.items():
+                            started = time.perf_counter()
+                            client.get(path, params=params).raise_for_status()
+                            latencies[name].append((time.perf_counter() - started) * 1000)
                         time.sleep(0.05)
 
             for process in senders:
@@ -197,10 +235,12 @@ def main() -> None:
     )
     print(f"bare sqlite executemany in one process: {baseline:,.0f} rows/s")
     print(f"ratio collector / bare sqlite: {rate / baseline:.2f}")
-    if latencies:
-        p50 = statistics.median(latencies)
-        p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 20 else max(latencies)
-        print(f"trace list (limit 50) during ingest: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    stored_note = f" ({args.preload:,} spans preloaded)" if args.preload else ""
+    for name, values in latencies.items():
+        if values:
+            p50 = statistics.median(values)
+            p95 = statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
+            print(f"{name} during ingest{stored_note}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
 
 
 if __name__ == "__main__":
