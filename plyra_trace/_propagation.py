@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from opentelemetry import baggage, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -61,6 +61,8 @@ def configure(formats: Iterable[str] = ("tracecontext", "baggage")) -> None:
                 f"unknown propagator {name!r}; use tracecontext, baggage, b3 or b3multi"
             )
     _propagator = CompositePropagator(chosen)
+    # Libraries that propagate through OpenTelemetry's global setting (FastAPI, mcp) use the same.
+    propagate.set_global_textmap(_propagator)
 
 
 @dataclass(frozen=True, slots=True)
