@@ -25,6 +25,7 @@ from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.storage import Storage
 from plyra_trace.ui import ui_routes
 
+
 class AuthMiddleware:
     """Checks API keys on /v1/ and /api/ paths; keys are required only when the config says so.
 

@@ -41,8 +41,6 @@ CREATE TABLE IF NOT EXISTS spans (
     resource_id INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_id ON spans (trace_id, span_id);
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent, start_ns);
 CREATE TABLE IF NOT EXISTS resources (
     resource_id INTEGER PRIMARY KEY,
     attributes TEXT NOT NULL

@@ -68,6 +68,10 @@ _USAGE_DIMENSIONS: Final = {
 _TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
 
 
+_ENCODE: Final = json.JSONEncoder(default=str, check_circular=False, ensure_ascii=False).encode
+"""One encoder for every attribute blob (``json.dumps(default=...)`` builds one per call)."""
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
@@ -286,7 +290,7 @@ class SQLiteStorage:
             params.append(where.min_cost)
         if where.service is not None:
             clauses.append(
-                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.service = ?)"
+                "EXISTS (SELECT 1 FROM usage u WHERE u.trace_id = t.trace_id AND u.service = ?)"
             )
             params.append(where.service)
         if where.agent is not None:
@@ -561,7 +565,7 @@ def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:
         s.handoff_from,
         s.handoff_to,
         s.handoff_protocol,
-        json.dumps(s.attributes, default=str),
+        _ENCODE(s.attributes),
         resource_id,
     )
 
@@ -630,7 +634,7 @@ def _payload_values(s: SpanRecord) -> tuple[Any, ...]:
     return (
         s.trace_id,
         s.span_id,
-        json.dumps(s.events, default=str) if s.events else "[]",
+        _ENCODE(s.events) if s.events else "[]",
         s.input_value,
         s.input_mime,
         s.output_value,
