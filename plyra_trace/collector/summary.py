@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from plyra_trace.collector.model import STATUS_ERROR, Row
 
@@ -25,8 +25,33 @@ class TraceDerivation:
     """Roll-up rows per (day, agent, service, model, provider): what cost and graph queries read."""
 
 
+def repeats_parent_usage(span: Row, parent: Row | None) -> bool:
+    """True when a span's usage is its parent's again (one LLM call instrumented twice).
+
+    A framework or instrumentor span around an SDK that traces itself (OpenInference's Anthropic
+    span around anthropic's own, LangChain's around OpenAI's) reports the same tokens twice; only
+    the outer span is counted.
+    """
+    if parent is None or span["total_tokens"] is None or parent["total_tokens"] is None:
+        return False
+    return bool(
+        span["input_tokens"] == parent["input_tokens"]
+        and span["output_tokens"] == parent["output_tokens"]
+    )
+
+
+_NO_USAGE: Final = {"input_tokens": None, "output_tokens": None, "total_tokens": None, "cost": None}
+
+
 def derive(trace_id: str, spans: Sequence[Row]) -> TraceDerivation:
     """Summarise one trace; ``spans`` need the hot columns of :class:`SpanRecord`."""
+    by_id = {span["span_id"]: span for span in spans}
+    spans = [
+        {**span, **_NO_USAGE}
+        if repeats_parent_usage(span, by_id.get(span["parent_id"]) if span["parent_id"] else None)
+        else span
+        for span in spans
+    ]
     by_id = {span["span_id"]: span for span in spans}
     children: dict[str, list[Row]] = {}
     for span in spans:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from plyra_trace.collector.model import Row, Weight
+from plyra_trace.collector.summary import repeats_parent_usage
 
 
 def _children(spans: Sequence[Row]) -> tuple[list[Row], dict[str, list[Row]]]:
@@ -86,6 +87,7 @@ def flamegraph(spans: Sequence[Row], weight: Weight, *, traces: int = 1) -> Row:
     top = _node("(all)")
     for trace_spans in by_trace.values():
         path: list[dict[str, Any]] = [top]
+        by_id = {span["span_id"]: span for span in trace_spans}
         for span, depth in _depth_first(trace_spans):
             del path[depth + 1 :]
             parent = path[-1]
@@ -95,7 +97,7 @@ def flamegraph(spans: Sequence[Row], weight: Weight, *, traces: int = 1) -> Row:
             node["count"] += 1
             if weight == "duration":
                 node["value"] += weight_of(span, weight)
-            else:
+            elif not repeats_parent_usage(span, by_id.get(span["parent_id"] or "")):
                 node["self"] += weight_of(span, weight)
             path.append(node)
     if weight == "duration":

@@ -204,3 +204,51 @@ def test_roll_ups_by_every_dimension(collector):
     assert rollup("trace") == pytest.approx({tid(50): 3.0, tid(51): 4.0, tid(52): 8.0})
     ordered = [row["key"] for row in collector.get("/api/v1/cost", by="trace")["items"]]
     assert ordered == [tid(52), tid(51), tid(50)]  # most expensive first
+
+
+def test_one_call_instrumented_twice_is_counted_once(collector):
+    # OpenInference's Anthropic span wraps the anthropic SDK's own gen_ai span for the same call.
+    usage = {"gen_ai__usage__input_tokens": 1000, "gen_ai__usage__output_tokens": 100}
+    collector.send(
+        make_span(47, 1, "agent", agent__name="solo"),
+        make_span(
+            47,
+            2,
+            "Messages",
+            parent=1,
+            openinference__span__kind="LLM",
+            llm__model_name="claude-sonnet-4-5",
+            llm__provider="anthropic",
+            llm__token_count__prompt=1000,
+            llm__token_count__completion=100,
+        ),
+        make_span(
+            47,
+            3,
+            "chat claude-sonnet-4-5",
+            parent=2,
+            gen_ai__request__model="claude-sonnet-4-5",
+            gen_ai__provider__name="anthropic",
+            **usage,
+        ),
+        # A second, genuinely separate call with other counts still counts.
+        make_span(
+            47,
+            4,
+            "chat again",
+            parent=1,
+            gen_ai__request__model="claude-sonnet-4-5",
+            **{"gen_ai__usage__input_tokens": 10, "gen_ai__usage__output_tokens": 1},
+        ),
+    )
+    one = _expected("claude-sonnet-4-5", "anthropic", input_tokens=1000, output_tokens=100)
+    two = _expected("claude-sonnet-4-5", "anthropic", input_tokens=10, output_tokens=1)
+    trace = collector.trace(tid(47))
+    assert trace["total_tokens"] == 1111
+    assert trace["cost"] == pytest.approx(one + two)
+    assert trace["spans"][2]["cost"] == pytest.approx(one)  # the span itself keeps its data
+    agents = collector.get("/api/v1/cost", by="agent")["items"]
+    assert agents[0]["total_tokens"] == 1111
+    assert agents[0]["calls"] == 2
+    flame = collector.get(f"/api/v1/traces/{tid(47)}/flamegraph", weight="tokens")
+    assert flame["root"]["value"] == 1111
