@@ -184,7 +184,7 @@ def _summary(trace_id: str, spans: Sequence[Row], root: Row, agents: dict[str, A
         ),
         "start_ns": start,
         "end_ns": end,
-        "duration_ns": end - start,
+        "duration_ns": max(0, end - start),
         "session_id": root["session_id"] or _first(spans, "session_id"),
         "user_id": root["user_id"] or _first(spans, "user_id"),
     }
