@@ -7,7 +7,6 @@ answer with, so the server never crashes on bad input.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import zlib
 from typing import Any, Final
@@ -120,8 +119,3 @@ def _convert_ids(obj: dict[str, Any]) -> None:
         except ValueError:
             raise ValueError(f"{key} {value[:40]!r} is not hex") from None
         obj[key] = base64.b64encode(raw).decode("ascii")
-
-
-def ids_hex(raw: bytes) -> str:
-    """Lowercase hex of an id's bytes (how ids are stored and shown)."""
-    return binascii.hexlify(raw).decode("ascii")

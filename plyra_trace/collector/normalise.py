@@ -19,7 +19,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from plyra_trace import _semconv as sc
 from plyra_trace.collector import _names as n
 from plyra_trace.collector.config import CollectorConfig
-from plyra_trace.collector.ingest import ids_hex
 from plyra_trace.collector.model import SpanRecord
 from plyra_trace.collector.pricing import Pricer, infer_provider
 
@@ -30,6 +29,7 @@ _TRACELOOP_KINDS: Final = {
     "agent": sc.SpanKind.AGENT,
     "tool": sc.SpanKind.TOOL,
 }
+_PLYRA_KINDS: Final = {kind.value: kind for kind in sc.SpanKind}
 _GEN_AI_OPERATIONS: Final = {
     "chat": sc.SpanKind.LLM,
     "text_completion": sc.SpanKind.LLM,
@@ -92,6 +92,8 @@ _USAGE_HINTS: Final = frozenset(
 )
 _SESSION_KEYS: Final = (sc.SESSION_ID, sc.GEN_AI_CONVERSATION_ID, n.TRACELOOP_SESSION)
 _USER_KEYS: Final = (sc.USER_ID, n.TRACELOOP_USER)
+_SCOPE_HINTS: Final = frozenset((*_SESSION_KEYS, *_USER_KEYS))
+_HANDOFF_HINTS: Final = frozenset((sc.HANDOFF_FROM, sc.HANDOFF_TO, sc.HANDOFF_PROTOCOL))
 _IO_KEYS: Final = frozenset(
     {sc.INPUT_VALUE, sc.OUTPUT_VALUE, n.TRACELOOP_ENTITY_INPUT, n.TRACELOOP_ENTITY_OUTPUT}
 )
@@ -154,9 +156,9 @@ class Normaliser:
         status = span.status
         parent = span.parent_span_id
         record = SpanRecord(
-            ids_hex(span.trace_id),
-            ids_hex(span.span_id),
-            ids_hex(parent) if len(parent) == 8 else None,
+            span.trace_id.hex(),
+            span.span_id.hex(),
+            parent.hex() if len(parent) == 8 else None,
             span.name[:limit] or "(unnamed)",
             _OTEL_KINDS[kind] if 0 <= kind < len(_OTEL_KINDS) else "UNSPECIFIED",
             _kind(attrs).value,
@@ -189,16 +191,18 @@ class Normaliser:
         record.agent = _first_text(attrs, (sc.AGENT_NAME, sc.GEN_AI_AGENT_NAME))
         if record.agent is None and attrs.get(n.TRACELOOP_SPAN_KIND) == "agent":
             record.agent = _text(attrs.get(n.TRACELOOP_ENTITY_NAME))
-        record.session_id = _first_text(attrs, _SESSION_KEYS)
-        record.user_id = _first_text(attrs, _USER_KEYS)
-        record.handoff_from = _text(attrs.get(sc.HANDOFF_FROM))
-        record.handoff_to = _text(attrs.get(sc.HANDOFF_TO))
-        record.handoff_protocol = _text(attrs.get(sc.HANDOFF_PROTOCOL))
-        if record.handoff_to and not record.handoff_protocol:
-            record.handoff_protocol = sc.IN_PROCESS
+        if not _SCOPE_HINTS.isdisjoint(attrs):
+            record.session_id = _first_text(attrs, _SESSION_KEYS)
+            record.user_id = _first_text(attrs, _USER_KEYS)
+        if not _HANDOFF_HINTS.isdisjoint(attrs):
+            record.handoff_from = _text(attrs.get(sc.HANDOFF_FROM))
+            record.handoff_to = _text(attrs.get(sc.HANDOFF_TO))
+            record.handoff_protocol = _text(attrs.get(sc.HANDOFF_PROTOCOL))
+            if record.handoff_to and not record.handoff_protocol:
+                record.handoff_protocol = sc.IN_PROCESS
 
     def _usage(self, record: SpanRecord, attrs: Mapping[str, Any]) -> None:
-        if not _USAGE_HINTS.intersection(attrs):
+        if _USAGE_HINTS.isdisjoint(attrs):
             return
         record.model = _first_text(attrs, _MODEL_KEYS)
         record.provider = _first_text(attrs, _PROVIDER_KEYS)
@@ -297,6 +301,9 @@ def _any_value(value: AnyValue, depth: int) -> Any:
 def _kind(attrs: Mapping[str, Any]) -> sc.SpanKind:
     plyra = attrs.get(sc.PLYRA_SPAN_KIND)
     if isinstance(plyra, str):
+        known = _PLYRA_KINDS.get(plyra)
+        if known is not None:
+            return known
         try:
             return sc.coerce_kind(plyra)
         except ValueError:
