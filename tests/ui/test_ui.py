@@ -357,3 +357,30 @@ def test_dark_theme_toggles_and_persists(browser: Browser, seeded: Seeded) -> No
     page.reload()
     page.wait_for_selector("tr[data-trace-id]")
     assert page.evaluate("document.documentElement.dataset.theme") == second
+
+
+def test_a_collector_that_requires_keys_asks_for_one(
+    chromium: Any, tmp_path: Path, seeded: Seeded
+) -> None:
+    from plyra_trace.collector.auth import create_key
+    from plyra_trace.collector.storage import open_storage
+    from tests.collector.conftest import start_collector, stop_collector
+
+    storage = open_storage(str(tmp_path / "collector.db"))
+    _, token = create_key(storage, "ui")
+    storage.close()
+    running = start_collector(tmp_path, require_keys=True)
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{running.url}/#/traces")
+        page.wait_for_selector(".key-form")
+        page.fill(".key-form input", token)
+        page.click(".key-form button")
+        page.wait_for_selector("table.traces")
+        page.wait_for_selector('body[data-live="on"]')  # the stream accepts ?api_key= too
+        assert page.locator(".key-form").count() == 0
+    finally:
+        context.close()
+        stop_collector(running)

@@ -1,6 +1,6 @@
 // plyra-trace web UI: hash routes, pages, live updates from the collector's SSE stream.
 // Everything that comes from spans is rendered as text (see dom.js); nothing is parsed as HTML.
-import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS } from "./dom.js";
+import { api, apiKey, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, setApiKey } from "./dom.js";
 import { Flamegraph } from "./flame.js";
 import { drawGraph } from "./graph.js";
 import { Waterfall } from "./waterfall.js";
@@ -30,7 +30,8 @@ function emit(kind, data) {
 function connectStream() {
   const live = document.getElementById("live");
   if (!window.EventSource) return startPolling();
-  const source = new EventSource("/api/v1/stream");
+  const key = apiKey();
+  const source = new EventSource(`/api/v1/stream${key ? `?api_key=${encodeURIComponent(key)}` : ""}`);
   source.addEventListener("ready", () => {
     live.textContent = "live";
     live.classList.add("on");
@@ -106,10 +107,23 @@ async function route() {
   try {
     await PAGES[page](parts.slice(1), params);
   } catch (error) {
-    view.append(el("p", { class: "error-box" }, `Could not load: ${error.message}`));
+    if (error.status === 401) view.append(keyForm(error.message));
+    else view.append(el("p", { class: "error-box" }, `Could not load: ${error.message}`));
   }
 }
 window.addEventListener("hashchange", route);
+
+/** This collector requires API keys: ask for one (kept in this tab's sessionStorage). */
+function keyForm(reason) {
+  const input = el("input", { type: "password", placeholder: "plyra API key", "aria-label": "API key", size: 40, autocomplete: "off" });
+  const form = el("form", { class: "filters key-form" }, el("span", { class: "error-box" }, `${reason}.`), input, el("button", { type: "submit" }, "Use key"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey(input.value.trim());
+    window.location.reload();
+  });
+  return form;
+}
 
 // ---- shared bits --------------------------------------------------------------------------------
 function windowSelect(value, onChange) {

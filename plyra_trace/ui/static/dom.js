@@ -102,10 +102,27 @@ export async function api(path, params) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
     }
   }
-  const response = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+  const headers = { accept: "application/json" };
+  const key = apiKey();
+  if (key) headers.authorization = `Bearer ${key}`;
+  const response = await fetch(url, { headers, credentials: "same-origin" });
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(body.error || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
+}
+
+/** The API key for collectors that require one (kept for this browser tab only). */
+export function apiKey() {
+  return sessionStorage.getItem("plyra-api-key") || "";
+}
+
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem("plyra-api-key", key);
+  else sessionStorage.removeItem("plyra-api-key");
 }
 
 /** Show a small tooltip with text at the pointer. */
