@@ -282,6 +282,12 @@ async def get_session(request: Request) -> JSON:
     return JSON({"session_id": session, **_page(page)})
 
 
+async def facets(request: Request) -> JSON:
+    """Projects, services, agents and models seen in a window: the choices for each filter."""
+    since, until = _window(request)
+    return JSON(await _call(_runtime(request).storage.facets, since, until))
+
+
 async def health(request: Request) -> JSON:
     """Liveness plus the stored span count."""
     return JSON({"status": "ok", "spans": await _call(_runtime(request).storage.count_spans)})
@@ -323,5 +329,6 @@ ROUTES: Final = [
     Route("/api/v1/cost", cost),
     Route("/api/v1/sessions", list_sessions),
     Route("/api/v1/sessions/{session_id}", get_session),
+    Route("/api/v1/facets", facets),
     Route("/api/v1/stream", stream),
 ]

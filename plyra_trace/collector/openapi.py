@@ -30,6 +30,7 @@ _QUERY: Final = {
     "/api/v1/traces/{id}/flamegraph": ["weight"],
     "/api/v1/flamegraph": ["root_name", "agent", "weight", "since", "until", "last", "limit"],
     "/api/v1/agents/graph": ["since", "until", "last"],
+    "/api/v1/facets": ["since", "until", "last"],
     "/api/v1/cost": ["by", "since", "until", "last", "limit"],
     "/api/v1/sessions": ["since", "until", "last", "cursor", "limit"],
     "/api/v1/sessions/{session_id}": ["cursor", "limit"],

@@ -74,6 +74,17 @@ def test_trace_list_filters(collector):
     assert q(project="shop") == [tid(64), tid(61), tid(60)]
 
 
+def test_facets_list_filter_choices(collector):
+    _seed_traces(collector)
+    collector.send(make_span(65, 1, "llm", llm__model_name="gpt-4o", llm__token_count__prompt=3))
+    facets = collector.get("/api/v1/facets")
+    assert facets["services"] == ["pay", "shop", "svc"]
+    assert facets["projects"] == ["pay", "shop", "svc"]
+    assert facets["agents"] == ["cashier", "clerk", "finder"]
+    assert facets["models"] == ["gpt-4o"]
+    assert collector.get("/api/v1/facets", since=2_000_000_000_000_000_000)["agents"] == []
+
+
 def test_trace_list_cursor_pagination(collector):
     _seed_traces(collector)
     seen = []

@@ -76,6 +76,10 @@ class Storage(Protocol):
         """Sessions (traces sharing a session id) with counts, cost and time span; newest first."""
         ...
 
+    def facets(self, since_ns: int | None, until_ns: int | None) -> Row:
+        """Distinct projects, services, agents and models seen in a window (filter choices)."""
+        ...
+
     def add_key(self, key_id: str, name: str, secret_hash: str, created_ns: int) -> None:
         """Store a new API key (only its hash)."""
         ...

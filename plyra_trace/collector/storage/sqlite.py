@@ -490,6 +490,24 @@ class SQLiteStorage:
         )
         return Page(items=items, next_cursor=next_cursor)
 
+    def facets(self, since_ns: int | None, until_ns: int | None) -> Row:
+        """Distinct values of each filterable dimension, from the usage roll-up."""
+        clauses, params = _window("start_ns", since_ns, until_ns)
+        out: Row = {}
+        for name, column in (
+            ("projects", "project"),
+            ("services", "service"),
+            ("agents", "agent"),
+            ("models", "model"),
+        ):
+            rows = self._query(
+                f"SELECT DISTINCT {column} AS value FROM usage"
+                f" {_where([f'{column} IS NOT NULL', *clauses])} ORDER BY value LIMIT 1000",
+                params,
+            )
+            out[name] = [row["value"] for row in rows]
+        return out
+
     def add_key(self, key_id: str, name: str, secret_hash: str, created_ns: int) -> None:
         """Insert an API key row (committed at once)."""
         with self._write_lock:
