@@ -59,13 +59,16 @@ function startPolling() {
   pollTimer = setInterval(() => emit("poll", {}), 5000);
 }
 
-/** Call fn (debounced) when the stream reports changes, until the page changes. */
-function onLive(fn, kinds = ["trace", "edge", "poll"], wait = 250) {
+/** Call fn when the stream reports changes (at most once per `wait` ms), until the page changes.
+ *  A throttle, not a debounce: under continuous ingest the view still refreshes. */
+function onLive(fn, kinds = ["trace", "edge", "poll"], wait = 1000) {
   let timer = null;
   const listener = (kind) => {
-    if (!kinds.includes(kind)) return;
-    clearTimeout(timer);
-    timer = setTimeout(fn, wait);
+    if (!kinds.includes(kind) || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, wait);
   };
   listeners.add(listener);
   cleanups.push(() => {
@@ -422,7 +425,7 @@ async function agentsPage(_parts, params) {
   }
   await load();
   if (selected) await showTraces();
-  onLive(() => load().then(() => (selected ? showTraces() : null)), ["edge", "trace", "poll"], 400);
+  onLive(() => load().then(() => (selected ? showTraces() : null)), ["edge", "trace", "poll"], 1500);
 }
 
 // ---- Flamegraph across traces ---------------------------------------------------------------------
@@ -583,7 +586,7 @@ async function sessionsPage(_parts, params) {
   }
   more.addEventListener("click", () => load(true));
   await load();
-  onLive(() => (cursor ? null : load()), ["trace", "poll"], 500);
+  onLive(() => (cursor ? null : load()), ["trace", "poll"], 1500);
 }
 
 async function sessionPage(parts) {
