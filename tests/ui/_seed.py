@@ -70,3 +70,18 @@ def run_xss() -> None:
         return payload
 
     _hostile(f"{XSS}<script>window.__pwned=1</script>")
+
+
+@plyra_trace.tool(name="flaky-api")
+def _flaky(order: str) -> str:
+    """A tool that always fails."""
+    raise ConnectionError(f"upstream refused {order}")
+
+
+@plyra_trace.agent(name="fixer")
+def run_failing(order: str) -> str:
+    """An agent whose tool raises; the agent recovers, so only the tool span is an error."""
+    try:
+        return _flaky(order)
+    except ConnectionError:
+        return "fallback"

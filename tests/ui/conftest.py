@@ -43,11 +43,12 @@ class Seeded:
     handle: plyra_trace.PlyraTrace
     planner_traces: list[str] = field(default_factory=list)
     xss_trace: str = ""
+    failing_trace: str = ""
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    """A collector on 127.0.0.1 holding two planner traces (one session) and a hostile trace."""
+    """A collector on 127.0.0.1: two planner traces (one session), a hostile and a failing trace."""
     collector = start_collector(tmp_path_factory.mktemp("ui"))
     handle = plyra_trace.init(project="ui-test", endpoint=collector.url, console=False)
     try:
@@ -55,9 +56,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
             _seed.run_planner("is this dangerous?")
             _seed.run_planner("plan a trip")
         _seed.run_xss()
+        _seed.run_failing("order-7")
         handle.force_flush()
         items = collector.wait(
-            lambda: (lambda got: got if len(got) >= 3 else None)(
+            lambda: (lambda got: got if len(got) >= 4 else None)(
                 collector.get("/api/v1/traces")["items"]
             ),
             timeout=20,
@@ -65,6 +67,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         state = Seeded(collector, handle)
         state.planner_traces = [t["trace_id"] for t in items if t["root_name"] == "planner"]
         state.xss_trace = next(t["trace_id"] for t in items if t["root_name"] == _seed.XSS)
+        state.failing_trace = next(t["trace_id"] for t in items if t["root_name"] == "fixer")
         yield state
     finally:
         handle.shutdown()

@@ -384,3 +384,29 @@ def test_a_collector_that_requires_keys_asks_for_one(
     finally:
         context.close()
         stop_collector(running)
+
+
+def test_errors_and_exceptions_are_visible(browser: Browser, seeded: Seeded) -> None:
+    summary = seeded.collector.trace(seeded.failing_trace)
+    page = _open(browser, seeded, "#/traces")
+    row = page.locator(f'tr[data-trace-id="{seeded.failing_trace}"]')
+    row.wait_for()
+    assert summary["status"] in row.inner_text()
+    page.goto(f"{seeded.collector.url}/#/trace/{seeded.failing_trace}")
+    failed = page.locator(".wf-row.error")
+    failed.wait_for()
+    assert failed.count() == 1 and "flaky-api" in failed.inner_text()
+    failed.click()
+    exception = page.locator(".panel .exception")
+    exception.wait_for()
+    assert "ConnectionError" in exception.inner_text()
+    assert "upstream refused order-7" in exception.inner_text()
+
+
+def test_agent_chip_filters_the_trace_list(browser: Browser, seeded: Seeded) -> None:
+    page = _open(browser, seeded, "#/traces")
+    page.locator(f'tr[data-trace-id="{seeded.failing_trace}"] a.agent-tag').click()
+    wait_until(lambda: "agent=fixer" in page.url)
+    wait_until(lambda: page.locator("tr[data-trace-id]").count() == 1)
+    assert page.locator(f'tr[data-trace-id="{seeded.failing_trace}"]').count() == 1
+    assert page.input_value('input[name="agent"]') == "fixer"

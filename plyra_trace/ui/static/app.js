@@ -137,8 +137,10 @@ function windowSelect(value, onChange) {
 function statusBadge(status) {
   return el("span", { class: `status status-${status}` }, status);
 }
+/** Agent/service chips; each links to the trace list filtered by it. */
 function tags(values, cls) {
-  return (values || []).map((v) => el("span", { class: cls }, v));
+  const filter = cls === "agent-tag" ? "agent" : "service";
+  return (values || []).map((v) => el("a", { class: cls, href: href("/traces", { [filter]: v }), title: `traces with ${filter} ${v}` }, v));
 }
 function traceCost(t) {
   return fmtCost(t.cost, t.unpriced_count);
