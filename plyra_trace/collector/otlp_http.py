@@ -11,6 +11,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from plyra_trace.collector.ingest import JSON, PROTOBUF, IngestError, decode, inflate, media_type
+from plyra_trace.collector.model import SpanRecord
+from plyra_trace.collector.normalise import Normalised
 from plyra_trace.collector.runtime import Runtime
 
 
@@ -26,15 +28,21 @@ async def export_traces(request: Request) -> Response:
         body = await _read_body(request, limit)
         body = inflate(body, request.headers.get("content-encoding"), limit)
         export = decode(body, kind, limit)
-        normalised = runtime.normaliser.request(export)
     except IngestError as error:
         return _error(error.status, error.reason)
     except ClientDisconnect:
         return _error(400, "client disconnected before the body was complete")
+    outcome: list[Normalised] = []
+
+    def _prepare() -> list[SpanRecord]:
+        outcome.append(runtime.normaliser.request(export))
+        return outcome[0].spans
+
     try:
-        await asyncio.wrap_future(runtime.writer.submit(normalised.spans))
+        await asyncio.wrap_future(runtime.writer.submit(_prepare))
     except Exception:
         return _error(503, "storage unavailable; retry later")
+    normalised = outcome[0]
     reply = ExportTraceServiceResponse()
     if normalised.rejected:
         reply.partial_success.rejected_spans = normalised.rejected

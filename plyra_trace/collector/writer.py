@@ -19,7 +19,10 @@ from plyra_trace.collector.storage import Storage
 _log = logging.getLogger(__name__)
 _STOP: Final = None
 
-_Item = tuple[Sequence[SpanRecord], "Future[int]"]
+Prepare = Callable[[], Sequence[SpanRecord]]
+"""Work that yields spans (decoding + normalising), run on the writer thread just before writing."""
+_Item = tuple["Sequence[SpanRecord] | Prepare", "Future[int]"]
+_PREPARE_WEIGHT = 512  # how many spans a not-yet-prepared request counts for when batching
 
 
 class Writer:
@@ -42,12 +45,14 @@ class Writer:
         self._stopped = False
         self._thread.start()
 
-    def submit(self, spans: Sequence[SpanRecord]) -> Future[int]:
-        """Queue spans; the future gives their count once committed (or the storage error)."""
+    def submit(self, spans: Sequence[SpanRecord] | Prepare) -> Future[int]:
+        """Queue spans (or work that yields them); the future resolves with their count once
+        committed, or with the error. Preparing on this thread keeps the event loop free and
+        avoids two threads fighting over the GIL for every request."""
         future: Future[int] = Future()
         if self._stopped:
             future.set_exception(RuntimeError("the collector is shutting down"))
-        elif not spans:
+        elif not callable(spans) and not spans:
             future.set_result(0)
         else:
             self._queue.put((spans, future))
@@ -66,7 +71,7 @@ class Writer:
             if first is _STOP:
                 return
             batch = [first]
-            size = len(first[0])
+            size = _weight(first[0])
             stop = False
             while size < self._max_batch:
                 try:
@@ -77,12 +82,14 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
-                size += len(item[0])
-            self._commit(batch)
+                size += _weight(item[0])
+            self._commit(_prepared(batch))
             if stop:
                 return
 
-    def _commit(self, batch: list[_Item]) -> None:
+    def _commit(self, batch: list[tuple[Sequence[SpanRecord], Future[int]]]) -> None:
+        if not batch:
+            return
         try:
             committed = [span for spans, _ in batch for span in spans]
             result = self._storage.write(committed)
@@ -102,3 +109,24 @@ class Writer:
                 self._on_commit(result, committed)
             except Exception:
                 _log.exception("live-stream publish failed")
+
+
+def _weight(spans: Sequence[SpanRecord] | Prepare) -> int:
+    return _PREPARE_WEIGHT if callable(spans) else len(spans)
+
+
+def _prepared(batch: list[_Item]) -> list[tuple[Sequence[SpanRecord], Future[int]]]:
+    """Run pending preparation; a request whose preparation fails fails alone."""
+    ready: list[tuple[Sequence[SpanRecord], Future[int]]] = []
+    for spans, future in batch:
+        if callable(spans):
+            try:
+                spans = spans()
+            except Exception as error:
+                future.set_exception(error)
+                continue
+        if spans:
+            ready.append((spans, future))
+        else:
+            future.set_result(0)
+    return ready
