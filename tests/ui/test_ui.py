@@ -340,6 +340,13 @@ def test_ten_thousand_span_trace_is_virtualised(
     page.wait_for_selector(".panel .span-title:has-text('tool-98-99')")
     _shot(page, artifacts, "large-trace")
 
+    # Find a span deep in the middle: Enter selects it and scrolls it into view.
+    page.fill(".wf-search", "tool-50-50")
+    wait_until(lambda: page.inner_text(".wf-found") == "1 match(es)")
+    page.press(".wf-search", "Enter")
+    page.wait_for_selector(".panel .span-title:has-text('tool-50-50')")
+    page.wait_for_selector(".wf-row.selected.match:has-text('tool-50-50')")
+
     started = time.monotonic()
     page.goto(f"{seeded.collector.url}/#/trace/{trace_id}?view=flame")
     page.wait_for_selector("canvas.flame-canvas[data-frames]")
@@ -410,3 +417,20 @@ def test_agent_chip_filters_the_trace_list(browser: Browser, seeded: Seeded) -> 
     wait_until(lambda: page.locator("tr[data-trace-id]").count() == 1)
     assert page.locator(f'tr[data-trace-id="{seeded.failing_trace}"]').count() == 1
     assert page.input_value('input[name="agent"]') == "fixer"
+
+
+def test_an_open_trace_redraws_when_late_spans_arrive(browser: Browser, seeded: Seeded) -> None:
+    number = 0x7A7E
+    seeded.collector.send(make_span(number, 1, "slow-root", duration_ms=50), service="front")
+    trace_id = tid(number)
+    seeded.collector.wait(lambda: seeded.collector.api.get(f"/api/v1/traces/{trace_id}").is_success)
+    page = _open(browser, seeded, f"#/trace/{trace_id}")
+    page.wait_for_selector(".wf-row")
+    page.wait_for_selector('body[data-live="on"]')
+    assert page.locator(".wf-row").count() == 1
+    seeded.collector.send(
+        make_span(number, 2, "late-child", 1, start_ms=10, duration_ms=20), service="back"
+    )
+    page.wait_for_selector('.wf-row:has-text("late-child")', timeout=20_000)
+    child = page.locator(".wf-row", has_text="late-child")
+    assert child.locator(".svc").inner_text() == "back"  # the service boundary is marked

@@ -257,6 +257,18 @@ async function tracePage(parts, params) {
   if (tab === "waterfall") {
     const waterfall = new Waterfall(main, trace, { onSelect: showSpan });
     cleanups.push(() => waterfall.destroy());
+    const found = el("span", { class: "muted wf-found" });
+    const search = el("input", { type: "search", class: "wf-search", placeholder: "find span (Enter: next)", "aria-label": "find span" });
+    search.addEventListener("input", () => {
+      const count = waterfall.highlight(search.value);
+      found.textContent = search.value.trim() ? `${fmtInt(count)} match(es)` : "";
+    });
+    search.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      waterfall.next();
+    });
+    tabs.after(el("div", { class: "wf-find" }, search, found));
     const wanted = params.get("span");
     if (wanted && trace.spans.some((s) => s.span_id === wanted)) waterfall.select(wanted, true);
   } else {
@@ -269,6 +281,18 @@ async function tracePage(parts, params) {
     flame.setData(data.root);
   }
   view.dataset.renderMs = String(Math.round(performance.now() - started));
+  // Spans of this trace still arriving (late services, long runs): redraw when it changes.
+  let refresh = null;
+  const onTrace = (kind, data) => {
+    if (kind !== "trace" || !data || data.trace_id !== traceId || refresh) return;
+    if (data.span_count === trace.span_count && data.end_ns === trace.end_ns) return;
+    refresh = setTimeout(route, 1000);
+  };
+  listeners.add(onTrace);
+  cleanups.push(() => {
+    listeners.delete(onTrace);
+    clearTimeout(refresh);
+  });
 }
 
 function weightPicker(weight, onChange) {

@@ -101,12 +101,34 @@ export class Waterfall {
     const classes = ["wf-row"];
     if (span.status === 2) classes.push("error");
     if (this.selected === span.span_id) classes.push("selected");
+    if (this.query && span.name.toLowerCase().includes(this.query)) classes.push("match");
     return el(
       "div",
       { class: classes.join(" "), role: "row", dataset: { spanId: span.span_id, kind: span.kind }, style: { top: `${position * ROW}px` }, on: { click: () => this.select(span.span_id) } },
       name,
       el("div", { class: "wf-track" }, bar, label),
     );
+  }
+
+  /** Highlight spans whose name contains query; returns how many match. */
+  highlight(query) {
+    this.query = query.trim().toLowerCase();
+    this.matches = [];
+    if (this.query) {
+      this.spans.forEach((span, i) => {
+        if (span.name.toLowerCase().includes(this.query)) this.matches.push(i);
+      });
+    }
+    this.draw();
+    return this.matches.length;
+  }
+
+  /** Select the next match after the current selection (wrapping), expanding its ancestors. */
+  next() {
+    if (!this.matches || !this.matches.length) return;
+    const current = this.selected ? this.index.get(this.selected) : -1;
+    const found = this.matches.find((i) => i > current);
+    this.select(this.spans[found === undefined ? this.matches[0] : found].span_id, true);
   }
 
   toggle(spanId) {
