@@ -129,12 +129,37 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     keys.set_defaults(run=_keys)
+    commands.add_parser(
+        "demo", help="run the multi-service demo: collector, UI and four agent services"
+    )
     return parser
+
+
+def _demo(argv: Sequence[str]) -> int:
+    """Run the multi-service demo from a source checkout (it lives in examples/, not the wheel)."""
+    from pathlib import Path
+
+    candidates = [Path.cwd(), Path(__file__).resolve().parents[1]]
+    root = next((c for c in candidates if (c / "examples/multi_service/run.py").is_file()), None)
+    if root is None:
+        print(
+            "plyra-trace demo runs from a clone of the repository (examples/multi_service/);"
+            " cd into it and try again",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, str(root))
+    from examples.multi_service.run import main as run_demo
+
+    return int(run_demo(list(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["demo"]:
+        return _demo(arguments[1:])
+    args = _parser().parse_args(arguments)
     run: _Command = args.run
     return run(args)
 

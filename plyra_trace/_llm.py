@@ -7,6 +7,7 @@ attribute at all, never a guessed one.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,8 +182,20 @@ def llm_result_attributes(response: Any, model: str | None, provider: str | None
     return attributes
 
 
+_warming: threading.Thread | None = None
+
+
+def _finish_warming_before_fork() -> None:
+    """A fork while the price table loads would leave its import lock held forever in the child
+    (a prefork worker that deadlocks on its first priced call); let the load finish first."""
+    thread = _warming
+    if thread is not None and thread.is_alive():
+        thread.join(timeout=10)
+
+
 def warm_prices() -> None:
     """Load the price table off the request path, so the first priced call is not slow."""
+    global _warming
 
     def _load() -> None:
         try:
@@ -192,4 +205,9 @@ def warm_prices() -> None:
         except Exception:
             pass
 
-    threading.Thread(target=_load, name="plyra-prices-warmup", daemon=True).start()
+    if _warming is None and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_finish_warming_before_fork)
+    if _warming is not None and _warming.is_alive():
+        return
+    _warming = threading.Thread(target=_load, name="plyra-prices-warmup", daemon=True)
+    _warming.start()

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import Status, StatusCode
 
 from plyra_trace import _semconv as sc
 from plyra_trace._context import scope_attributes
@@ -56,6 +57,31 @@ class EnrichProcessor(SpanProcessor):
         return None
 
 
+ERROR_MESSAGE = "plyra.error.message"
+
+
+def _with_error_message(span: ReadableSpan) -> ReadableSpan:
+    """A failed span whose status lost its description (a library reset it after us) gets it
+    back from ``plyra.error.message``."""
+    message = (span.attributes or {}).get(ERROR_MESSAGE)
+    if not isinstance(message, str):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(StatusCode.ERROR, message),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 class Pipeline(SpanProcessor):
     """Enrichment, user processors and the export processor of one ``init()``."""
 
@@ -76,6 +102,8 @@ class Pipeline(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            if span.status.status_code is StatusCode.ERROR and not span.status.description:
+                span = _with_error_message(span)
             for transform in self._transforms:
                 span = transform.transform(span)
             for processor in self._processors:

@@ -65,6 +65,11 @@ def configure(formats: Iterable[str] = ("tracecontext", "baggage")) -> None:
     propagate.set_global_textmap(_propagator)
 
 
+def propagator() -> TextMapPropagator:
+    """The header formats in force (for integrations that inject into their own carriers)."""
+    return _propagator
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffIntent:
     """What the calling side says about the next outgoing call: to whom, and why."""

@@ -93,10 +93,8 @@ def _get_json(url: str) -> Any:
 
 def collector_stats(base: str) -> tuple[int, float]:
     """(traces stored, total priced cost in USD), from the collector's own API."""
-    rows = _get_json(f"{base}/api/v1/cost?by=project")["items"]
-    return sum(int(r.get("traces") or 0) for r in rows), sum(
-        float(r.get("cost") or 0) for r in rows
-    )
+    rows = _get_json(f"{base}/api/v1/cost?by=trace&limit=500")["items"]
+    return len(rows), sum(float(r.get("cost") or 0) for r in rows)
 
 
 class Demo:
@@ -166,17 +164,17 @@ class Demo:
             return int(error.code)
 
     def stop(self) -> None:
+        """Stop services callers-first, each given time to flush its spans before the next."""
         for _, process in reversed(self.processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            if process.poll() is None:
+                process.terminate()  # the main process only: Celery shuts its pool down warmly
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything left in its process group
+            process.wait()
         self.processes.clear()
 
 
@@ -187,6 +185,10 @@ def _progress(sent: int, demo: Demo, failures: int) -> str:
     except (OSError, ValueError):
         stored = "collector not answering"
     return f"\rrequests sent {sent:3d} ({failures} failed) | {stored}   "
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         free = _free_port()
         print(f"port {port} is in use; the collector uses port {free} instead", file=sys.stderr)
         port = free
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated demo still stops its services
     workdir = Path(tempfile.mkdtemp(prefix="plyra-demo-"))
     demo = Demo(port, args.redis, workdir, args.db or workdir / "plyra.db")
     rng = random.Random(7)

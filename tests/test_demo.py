@@ -1,0 +1,145 @@
+"""The multi-service demo: one command, four services, every request one trace in the collector."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.multi_service import services
+from plyra_trace.collector.model import TraceFilter
+from plyra_trace.collector.storage import open_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(300)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_processes() -> list[str]:
+    """Command lines of demo services still running on this machine."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "examples.multi_service." in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def run_demo(tmp_path: Path, requests: int, *extra: str) -> Path:
+    db = tmp_path / "demo.db"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plyra_trace",
+            "demo",
+            "--requests",
+            str(requests),
+            "--exit",
+            "--interval",
+            "0",
+            "--port",
+            str(free_port()),
+            "--db",
+            str(db),
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "plyra-trace UI: http://127.0.0.1:" in result.stdout
+    assert f"requests sent {requests:3d}" in result.stdout
+    return db
+
+
+def assert_one_trace_per_request(db: Path, requests: int) -> None:
+    storage = open_storage(str(db))
+    try:
+        traces = storage.list_traces(TraceFilter(), None, 100).items
+        assert len(traces) == requests
+        for summary in traces:
+            assert {"gateway", "researcher", "tools", "writer"} <= set(summary["services"])
+            assert summary["cost"] is not None and summary["cost"] > 0
+        graph = storage.agents_graph(None, None)
+        edges = {(e["from"], e["to"], e["protocol"]): e["count"] for e in graph["edges"]}
+        assert edges[("gateway", "researcher", "http")] == requests
+        assert edges[("gateway", "writer", "queue")] == requests
+        assert edges[("researcher", "tools", "mcp")] >= requests
+        by_agent = {
+            row["key"]: row["cost"] for row in storage.cost_breakdown("agent", None, None, 50)
+        }
+        assert all(by_agent.get(agent, 0) > 0 for agent in ("gateway", "researcher", "writer"))
+        trace = storage.get_trace(traces[0]["trace_id"])
+        assert trace is not None
+        guards = [s for s in trace["spans"] if s["kind"] == "GUARD"]
+        assert {g["name"] for g in guards} == {"input-policy", "output-policy"}
+        decisions = set()
+        for summary in traces:
+            full = storage.get_trace(summary["trace_id"])
+            for span in full["spans"] if full else []:
+                if span["name"] == "output-policy":
+                    detail = storage.get_span(summary["trace_id"], span["span_id"])
+                    decisions.add(detail["attributes"]["guard.action"])
+        assert {"allow", "redact", "block"} <= decisions
+    finally:
+        storage.close()
+
+
+def test_compose_file_matches_the_demo_commands():
+    assert (ROOT / "docker-compose.yml").read_text() == services.compose()
+
+
+def test_demo_one_trace_per_request_across_four_services(tmp_path):
+    db = run_demo(tmp_path, 5)
+    assert_one_trace_per_request(db, 5)
+    time.sleep(0.5)
+    assert demo_processes() == []
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+
+
+def test_demo_with_redis_as_the_broker(tmp_path, redis_url):
+    db = run_demo(tmp_path, 5, "--redis", redis_url)
+    assert_one_trace_per_request(db, 5)
+    assert demo_processes() == []
