@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException
-from plyra_trace.integrations.celery import instrument
 from pydantic import BaseModel
 
 import plyra_trace
 from examples.multi_service.broker import WRITE_ANSWER, make_app
 from examples.multi_service.common import complete, init_tracing, text_of
 from plyra_trace import GuardResult, PlyraMiddleware
+from plyra_trace.integrations.celery import instrument
 from plyra_trace.integrations.httpx import instrument_client
 
 handle = init_tracing("gateway")

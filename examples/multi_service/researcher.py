@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from mcp import Client
-from plyra_trace.integrations.mcp import instrument_client
 
 import plyra_trace
 from examples.multi_service.common import complete, init_tracing, text_of
 from plyra_trace.integrations.flask import instrument_app
+from plyra_trace.integrations.mcp import instrument_client
 
 handle = init_tracing("researcher")
 app = Flask(__name__)

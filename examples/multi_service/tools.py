@@ -7,9 +7,9 @@ import os
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
-from plyra_trace.integrations.mcp import instrument_server
 
 from examples.multi_service.common import init_tracing
+from plyra_trace.integrations.mcp import instrument_server
 
 handle = init_tracing("tools")
 server = MCPServer("tools")

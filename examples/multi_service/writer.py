@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from plyra_trace.integrations.celery import instrument
-
 import plyra_trace
 from examples.multi_service.broker import WRITE_ANSWER, make_app
 from examples.multi_service.common import complete, init_tracing, text_of
 from plyra_trace import GuardResult
+from plyra_trace.integrations.celery import instrument
 
 app = make_app("writer")
 handle = init_tracing("writer")
