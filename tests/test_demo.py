@@ -37,7 +37,11 @@ def demo_processes() -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "examples.multi_service." in cmdline and "pytest" not in cmdline:
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if "examples.multi_service." in cmdline and "pytest" not in cmdline and cwd == ROOT:
             found.append(cmdline)
     return found
 

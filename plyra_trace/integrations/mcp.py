@@ -25,6 +25,7 @@ from plyra_trace._propagation import (
     extract_context,
     handoff_attributes,
     outgoing_context,
+    remote_parent,
     scope_from_baggage,
 )
 from plyra_trace._safety import log_once
@@ -73,6 +74,8 @@ class _PlyraServerMiddleware:
             params = ctx.params if isinstance(ctx.params, Mapping) else {}
             meta = ctx.meta if isinstance(ctx.meta, Mapping) else params.get("_meta")
             received = extract_context(meta if isinstance(meta, Mapping) else None)
+            if remote_parent(received) is None:  # in-process: the caller's context is ambient
+                received = otel_context.get_current()
             attributes: dict[str, Any] = dict(sc.kind_attributes(kind))
             target = params.get("name") or params.get("uri")
             if kind is sc.SpanKind.TOOL and isinstance(target, str):
