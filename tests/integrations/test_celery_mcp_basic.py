@@ -144,3 +144,41 @@ async def test_mcp_requests_without_meta_work_as_before(exporter):
     async with Client(server) as client:
         result = await client.call_tool("echo", {"text": "hi"}, meta={"traceparent": "garbage"})
     assert result.content[0].text == "hi"
+
+
+def test_kombu_round_trip_over_a_real_memory_queue(exporter):
+    from kombu import Connection, Queue
+
+    from plyra_trace.integrations.kombu import continue_from_message, inject_headers
+
+    queue = Queue("drafts")
+    with Connection("memory://") as connection:
+
+        @plyra_trace.agent(name="editor")
+        def send():
+            with plyra_trace.handoff(to="writer", reason="draft"):
+                producer = connection.Producer()
+                producer.publish(
+                    {"n": 1}, routing_key="drafts", declare=[queue], headers=inject_headers({})
+                )
+
+        send()
+        received = []
+
+        @plyra_trace.agent(name="writer")
+        def handle(body):
+            return body
+
+        def on_message(body, message):
+            with continue_from_message(message):
+                received.append(handle(body))
+            message.ack()
+
+        with connection.Consumer(queue, callbacks=[on_message]):
+            connection.drain_events(timeout=5)
+    assert received == [{"n": 1}]
+    writer = next(s for s in exporter.get_finished_spans() if s.name == "writer")
+    editor = next(s for s in exporter.get_finished_spans() if s.name == "editor")
+    assert writer.context.trace_id == editor.context.trace_id
+    assert writer.attributes["agent.handoff.from"] == "editor"
+    assert writer.attributes["agent.handoff.protocol"] == "queue"
