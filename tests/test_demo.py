@@ -16,6 +16,8 @@ import pytest
 from examples.multi_service import services
 from plyra_trace.collector.model import TraceFilter
 from plyra_trace.collector.storage import open_storage
+from tests.collector.conftest import start_collector, stop_collector
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(300)
@@ -47,7 +49,7 @@ def demo_processes() -> list[str]:
 
 
 def run_demo(tmp_path: Path, requests: int, *extra: str) -> Path:
-    db = tmp_path / "demo.db"
+    db = tmp_path / "collector.db"
     result = subprocess.run(
         [
             sys.executable,
@@ -120,6 +122,36 @@ def test_demo_one_trace_per_request_across_four_services(tmp_path):
     assert_one_trace_per_request(db, 5)
     time.sleep(0.5)
     assert demo_processes() == []
+    if Path(CHROMIUM).exists():
+        assert_trace_opens_in_the_browser(tmp_path)
+
+
+def assert_trace_opens_in_the_browser(tmp_path: Path) -> None:
+    """The demo's trace in the real UI (Debian chromium) shows all four services."""
+    from playwright.sync_api import sync_playwright
+
+    collector = start_collector(tmp_path)  # serves tmp_path/collector.db, the demo's database
+    try:
+        storage = open_storage(str(tmp_path / "collector.db"))
+        trace_id = storage.list_traces(TraceFilter(), None, 1).items[0]["trace_id"]
+        storage.close()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"{collector.url}/#/trace/{trace_id}")
+            deadline = time.monotonic() + 20
+            text = ""
+            while time.monotonic() < deadline:
+                text = page.inner_text("body")
+                if "tools/call" in text and "run writer.write_answer" in text:
+                    break
+                time.sleep(0.2)
+            browser.close()
+        for service in ("gateway", "researcher", "tools", "writer"):
+            assert service in text
+        assert "POST /ask" in text and "tools/call search" in text
+    finally:
+        stop_collector(collector)
 
 
 @pytest.fixture
