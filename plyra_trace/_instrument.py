@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from plyra_trace import _semconv as sc
 from plyra_trace._context import current_agent
 from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider
+from plyra_trace._processors import rebuilt
 from plyra_trace._runtime import INSTRUMENTATION_NAME
 from plyra_trace._safety import log_once, logger
 
@@ -349,24 +350,6 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _replaced(span: ReadableSpan, attributes: Mapping[str, Any]) -> ReadableSpan:
-    """A copy of the finished ``span`` with exactly ``attributes``."""
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
 def _tracked_at_start(scope: str, attributes: Mapping[str, Any]) -> bool:
     """Whether a span with no remembered parent is worth remembering: LLM or instrumentor spans."""
     if scope == INSTRUMENTATION_NAME:
@@ -517,7 +500,7 @@ class AutoSpanProcessor(SpanProcessor):
             kind = self._anthropic_sdk_kind(attributes, entry)
             if kind is None:  # duplicates the OpenInference span of the same call
                 attributes.update(sc.kind_attributes(sc.SpanKind.UNKNOWN))
-                return _replaced(span, _without_usage(attributes, "parent"))
+                return rebuilt(span, _without_usage(attributes, "parent"))
         if kind is None:
             return span
         changed = False
@@ -556,7 +539,7 @@ class AutoSpanProcessor(SpanProcessor):
         if sc.PLYRA_SPAN_KIND not in attributes:
             attributes.update(sc.kind_attributes(sc.SpanKind(kind)))
             changed = True
-        return _replaced(span, attributes) if changed else span
+        return rebuilt(span, attributes) if changed else span
 
     @staticmethod
     def _anthropic_sdk_kind(attributes: dict[str, Any], entry: _Open | None) -> str | None:

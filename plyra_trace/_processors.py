@@ -9,8 +9,8 @@ and contains every failure so that ``span.end()`` never raises into user code.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -60,26 +60,36 @@ class EnrichProcessor(SpanProcessor):
 ERROR_MESSAGE = "plyra.error.message"
 
 
+def rebuilt(
+    span: ReadableSpan,
+    attributes: Mapping[str, Any] | None = None,
+    status: Status | None = None,
+) -> ReadableSpan:
+    """A copy of a finished span with new attributes and/or status (spans are immutable once
+    ended; transforming processors hand copies on, using only the public constructor)."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes if attributes is None else attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status if status is None else status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 def _with_error_message(span: ReadableSpan) -> ReadableSpan:
     """A failed span whose status lost its description (a library reset it after us) gets it
     back from ``plyra.error.message``."""
     message = (span.attributes or {}).get(ERROR_MESSAGE)
     if not isinstance(message, str):
         return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=span.attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=Status(StatusCode.ERROR, message),
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return rebuilt(span, status=Status(StatusCode.ERROR, message))
 
 
 class Pipeline(SpanProcessor):

@@ -317,18 +317,24 @@ def continuation(
 
 
 @contextmanager
-def continue_trace(ctx: otel_context.Context | Mapping[str, Any] | None) -> Iterator[None]:
+def continue_trace(
+    ctx: otel_context.Context | Mapping[str, Any] | None,
+    *,
+    protocol: str = "http",
+    receiver: str | None = None,
+) -> Iterator[None]:
     """Run the block as the continuation of a remote caller's trace.
 
     Takes what ``extract_context`` returned (or, for convenience, the headers themselves). The first
-    span inside is a child of the remote span and records ``agent.handoff.from/to/reason/protocol``.
+    span inside is a child of the remote span and records ``agent.handoff.from/to/reason/protocol``
+    (``protocol`` is the default when the caller did not say; ``receiver`` the default ``to``).
     """
     if ctx is None:
         ctx = otel_context.Context()
     elif not isinstance(ctx, otel_context.Context):
         ctx = extract_context(ctx)
     try:
-        received = continuation(ctx)
+        received = continuation(ctx, protocol, receiver)
     except Exception:
         log_once("continue", "plyra_trace: could not continue the remote trace; starting a new one")
         received = otel_context.Context()

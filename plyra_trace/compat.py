@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from plyra_trace import _semconv as sc
+from plyra_trace._processors import rebuilt
 
 _TRACELOOP_KIND: Final = "traceloop.span.kind"
 _TRACELOOP_NAME: Final = "traceloop.entity.name"
@@ -43,25 +44,6 @@ _TOKEN_ATTRIBUTES: Final = (
 )
 
 
-def _rewritten(span: ReadableSpan, added: Mapping[str, Any]) -> ReadableSpan:
-    """A copy of ``span`` with ``added`` attributes (existing attributes win)."""
-    attributes = {**added, **(span.attributes or {})}
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
 class _TransformingProcessor(SpanProcessor):
     """Base: rewrite finished spans, and forward them when used outside a plyra pipeline."""
 
@@ -70,7 +52,7 @@ class _TransformingProcessor(SpanProcessor):
 
     def transform(self, span: ReadableSpan) -> ReadableSpan:
         added = self.attributes_for(span.attributes or {})
-        return _rewritten(span, added) if added else span
+        return rebuilt(span, {**added, **(span.attributes or {})}) if added else span
 
     def attributes_for(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
