@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -10,6 +11,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 import plyra_trace
 
 _apps = itertools.count()
+
+
+def _finished(exporter, name: str, timeout: float = 10.0):
+    """The run span ends on task_postrun, just after the result is stored: wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for span in exporter.get_finished_spans():
+            if span.name == name:
+                return span
+        time.sleep(0.01)
+    raise AssertionError(f"no finished span named {name!r}")
 
 
 @pytest.fixture
@@ -22,7 +34,7 @@ def celery_app():
     app = Celery(f"t{next(_apps)}", broker="memory://", backend="cache+memory://")
     app.conf.update(task_serializer="json", result_serializer="json")
 
-    @app.task(name="t.add")
+    @app.task(name="t.add", shared=False)
     def add(x, y):
         @plyra_trace.tool(name="adder")
         def adder(a, b):
@@ -30,7 +42,7 @@ def celery_app():
 
         return adder(x, y)
 
-    @app.task(name="t.boom")
+    @app.task(name="t.boom", shared=False)
     def boom():
         raise ValueError("task exploded")
 
@@ -47,6 +59,7 @@ def test_celery_producer_and_worker_share_a_trace(exporter, celery_app):
             return celery_app.send_task("t.add", args=[2, 3]).get(timeout=20)
 
     assert planner() == 5
+    _finished(exporter, "run t.add")
     spans = {s.name: s for s in exporter.get_finished_spans()}
     publish, run, tool = spans["publish t.add"], spans["run t.add"], spans["adder"]
     assert publish.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
@@ -64,7 +77,7 @@ def test_celery_producer_and_worker_share_a_trace(exporter, celery_app):
 def test_celery_failure_is_an_error_span(exporter, celery_app):
     with pytest.raises(ValueError, match="task exploded"):
         celery_app.send_task("t.boom").get(timeout=20)
-    run = next(s for s in exporter.get_finished_spans() if s.name == "run t.boom")
+    run = _finished(exporter, "run t.boom")
     assert run.status.status_code is StatusCode.ERROR
     assert "task exploded" in run.status.description
 
