@@ -39,6 +39,14 @@ _GEN_AI_OPERATIONS: Final = {
     "invoke_agent": sc.SpanKind.AGENT,
     "create_agent": sc.SpanKind.AGENT,
 }
+# Spans of no agent kind still say what they carry: the UI shows HTTP, messaging and RPC hops
+# (server middleware, Celery, MCP transport spans) as such instead of as UNKNOWN.
+_TRANSPORT_KINDS: Final = (
+    (("http.request.method", "http.method"), "HTTP"),
+    (("messaging.system",), "MESSAGING"),
+    (("mcp.method.name", "rpc.system"), "RPC"),
+    (("db.system.name", "db.system"), "DATABASE"),
+)
 _MODEL_KEYS: Final = (
     sc.LLM_MODEL_NAME,
     sc.GEN_AI_RESPONSE_MODEL,
@@ -161,7 +169,7 @@ class Normaliser:
             parent.hex() if len(parent) == 8 else None,
             span.name[:limit] or "(unnamed)",
             _OTEL_KINDS[kind] if 0 <= kind < len(_OTEL_KINDS) else "UNSPECIFIED",
-            _kind(attrs).value,
+            _kind(attrs),
             where[0],
             where[1],
             span.start_time_unix_nano,
@@ -298,7 +306,18 @@ def _any_value(value: AnyValue, depth: int) -> Any:
     return getattr(value, which)
 
 
-def _kind(attrs: Mapping[str, Any]) -> sc.SpanKind:
+def _kind(attrs: Mapping[str, Any]) -> str:
+    """The span's plyra kind or, for a span of no agent kind, the transport it carries."""
+    kind = _agent_kind(attrs)
+    if kind is not sc.SpanKind.UNKNOWN:
+        return kind.value
+    for keys, transport in _TRANSPORT_KINDS:
+        if any(key in attrs for key in keys):
+            return transport
+    return kind.value
+
+
+def _agent_kind(attrs: Mapping[str, Any]) -> sc.SpanKind:
     plyra = attrs.get(sc.PLYRA_SPAN_KIND)
     if isinstance(plyra, str):
         known = _PLYRA_KINDS.get(plyra)

@@ -265,3 +265,30 @@ def test_otel_genai_and_openinference_spans_are_normalised(collector):
     assert chat["cost"] is not None
     retrieve = collector.get(f"/api/v1/traces/{tid(32)}/spans/{sid(3)}")
     assert (retrieve["input_value"], retrieve["output_value"]) == ("the question", "the answer")
+
+
+def test_transport_spans_are_shown_as_their_transport_not_unknown(collector):
+    collector.send(
+        make_span(33, 1, "POST /research", http__request__method="POST"),
+        make_span(33, 2, "publish draft", parent=1, messaging__system="celery"),
+        make_span(33, 3, "MCP send tools/call search", parent=1, mcp__method__name="tools/call"),
+        make_span(33, 4, "SELECT", parent=1, db__system__name="sqlite"),
+        make_span(
+            33,
+            5,
+            "tools/call search",
+            parent=3,
+            mcp__method__name="tools/call",
+            plyra__span__kind="TOOL",
+        ),
+        make_span(33, 6, "step", parent=1),
+    )
+    kinds = {s["name"]: s["kind"] for s in collector.trace(tid(33))["spans"]}
+    assert kinds == {
+        "POST /research": "HTTP",
+        "publish draft": "MESSAGING",
+        "MCP send tools/call search": "RPC",
+        "SELECT": "DATABASE",
+        "tools/call search": "TOOL",  # an agent kind wins over the transport
+        "step": "UNKNOWN",
+    }
