@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -178,4 +179,51 @@ def redis_url() -> Iterator[str]:
 def test_demo_with_redis_as_the_broker(tmp_path, redis_url):
     db = run_demo(tmp_path, 5, "--redis", redis_url)
     assert_one_trace_per_request(db, 5)
+    assert demo_processes() == []
+
+
+def test_ctrl_c_twice_still_stops_every_service(tmp_path):
+    """`uv run` forwards the terminal's Ctrl-C, so the demo gets two: none may leave a service."""
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plyra_trace",
+            "demo",
+            "--requests",
+            "1",
+            "--interval",
+            "0",
+            "--port",
+            str(free_port()),
+            "--db",
+            str(tmp_path / "collector.db"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    output = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            output.append(line)
+            if "the UI stays up until Ctrl-C" in line:
+                break
+        running = " ".join(demo_processes())
+        for service in ("gateway", "researcher", "tools", "writer"):
+            assert f"examples.multi_service.{service}" in running, "".join(output)
+        demo.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # the second one arrives while the first shutdown is under way
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 130, "".join(output) + demo.stdout.read()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    deadline = time.monotonic() + 5
+    while demo_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert demo_processes() == []

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -164,18 +165,43 @@ class Demo:
             return int(error.code)
 
     def stop(self) -> None:
-        """Stop services callers-first, each given time to flush its spans before the next."""
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()  # the main process only: Celery shuts its pool down warmly
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)  # anything left in its process group
-            process.wait()
-        self.processes.clear()
+        """Stop services callers-first, each given time to flush its spans before the next.
+
+        Another Ctrl-C or SIGTERM while stopping (``uv run`` forwards the terminal's Ctrl-C, so
+        the demo often gets two) hurries the rest along with SIGKILL instead of interrupting the
+        shutdown half way, which would leave services running.
+        """
+        hurry = threading.Event()
+        previous = _on_signals({sig: lambda *_: hurry.set() for sig in _STOP_SIGNALS})
+        try:
+            for _, process in reversed(self.processes):
+                if process.poll() is None and not hurry.is_set():
+                    process.terminate()  # the main process only: Celery shuts its pool down warmly
+                    deadline = time.monotonic() + 15
+                    while process.poll() is None and not hurry.is_set():
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.05)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)  # anything left in its process group
+                process.wait()
+            self.processes.clear()
+        finally:
+            _on_signals(previous)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_signals(handlers: dict[int, Any]) -> dict[int, Any]:
+    """Install signal handlers (main thread only); returns the ones they replaced."""
+    previous: dict[int, Any] = {}
+    try:
+        for sig, handler in handlers.items():
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        pass
+    return previous
 
 
 def _progress(sent: int, demo: Demo, failures: int) -> str:

@@ -82,7 +82,7 @@ export class Waterfall {
     const caret = this.hasChildren[i]
       ? el("button", { type: "button", class: "wf-caret", "aria-label": "toggle children", on: { click: (e) => { e.stopPropagation(); this.toggle(span.span_id); } } }, this.collapsed.has(span.span_id) ? "▸" : "▾")
       : el("span", { class: "wf-caret" });
-    const name = el("div", { class: "wf-name", style: { paddingLeft: `${4 + Math.min(span.depth, 40) * 14}px` } }, caret, kindBadge(span.kind), el("span", { class: "wf-label" }, span.name));
+    const name = el("div", { class: "wf-name", style: { paddingLeft: `${4 + Math.min(span.depth, 40) * 14}px` } }, caret, kindBadge(span.kind), el("span", { class: "wf-label", title: span.name }, span.name));
     if (!parent || parent.service !== span.service) name.append(el("span", { class: "svc", title: "service" }, span.service));
     if (span.handoff_from || span.handoff_to) {
       name.append(el("span", { class: "handoff", title: "agent handoff" }, `⇢ ${span.handoff_from || "?"} → ${span.handoff_to || span.agent || "?"} · ${span.handoff_protocol || ""}`));
