@@ -216,8 +216,8 @@ class _PlyraServerMiddleware:
             return None  # nothing arrived and nothing to describe
         received = extract_context(meta if isinstance(meta, Mapping) else None)
         current = otel_context.get_current()
-        if remote_parent(received) is None:  # no context in _meta: what is ambient came with it
-            received = current
+        if remote_parent(received) is None and not baggage.get_all(received):
+            received = current  # no context in _meta: what is ambient came with the request
         scope = scope_from_baggage(received)
         if scope is not None:
             before = current_scope(current)
