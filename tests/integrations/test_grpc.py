@@ -216,7 +216,10 @@ async def test_aio_server_and_client(exporter):
         assert server_span.attributes["agent.handoff.protocol"] == "grpc"
         assert server_span.attributes["session.id"] == "s-2"
     (missing_client,) = _by_name(exporter, f"{SERVICE}/Missing", SpanKind.CLIENT)
+    (missing_server,) = _by_name(exporter, f"{SERVICE}/Missing", SpanKind.SERVER)
     assert missing_client.status.status_code is StatusCode.ERROR
     assert missing_client.attributes["rpc.grpc.status_code"] == 5
+    assert missing_server.attributes["rpc.grpc.status_code"] == 5
+    assert missing_server.status.status_code is StatusCode.UNSET
     tools = [s for s in exporter.get_finished_spans() if s.name == "search"]
     assert len(tools) == 3 and all(t.attributes["session.id"] == "s-2" for t in tools)
