@@ -11,6 +11,7 @@ its place, child of the same publish span, with the failure as its status.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import weakref
@@ -66,8 +67,12 @@ _publishing: dict[int, Span] = {}
 _runs: weakref.WeakKeyDictionary[Any, _Run] = weakref.WeakKeyDictionary()
 # Requests the worker's main process received, by task id: a hard time limit reports only the id.
 _received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+# Task ids whose lost run this process recorded (Celery reports a hard time limit twice).
+_recorded: dict[str, None] = {}
+_RECORDED_MAX: Final = 1024
 _connected: list[tuple[Any, Any]] = []
 _agent_name: str | None = None
+_pool_child = False  # a prefork child: its main process reports the runs it dies with
 
 
 # --- publish --------------------------------------------------------------------------------------
@@ -272,9 +277,16 @@ def _postrun(task: Any = None, retval: Any = None, state: Any = None, **_: Any) 
         otel_context.detach(run.token)  # type: ignore[arg-type]
     except Exception:
         pass
+    if not state:  # interrupted by SystemExit or the like (SIGTERM): the task never finished
+        if _pool_child:
+            return  # the main process records this run with the reason; one span, not two
+        interruption = sys.exc_info()[1]
+        reason = type(interruption).__name__ if interruption is not None else "unknown"
+        run.span.set_status(Status(StatusCode.ERROR, f"interrupted: {reason}"))
+        run.span.end()
+        return
     try:
-        if state:
-            run.span.set_attribute("celery.state", str(state))
+        run.span.set_attribute("celery.state", str(state))
         if state == "SUCCESS" and _capture.settings.enabled and retval is not None:
             value, mime = _capture.encode_output(retval)
             run.span.set_attributes({sc.OUTPUT_VALUE: value, sc.OUTPUT_MIME_TYPE: mime})
@@ -315,7 +327,13 @@ def _record_lost_run(
     task: Any, task_id: str, source: Any, state: str, description: str, exc: Any = None
 ) -> None:
     """The run span of a task whose process died with it, recorded by the worker's main process:
-    child of the task's publish span, from when the child started it until now."""
+    child of the task's publish span, from when the child started it until now. Once per id."""
+    with _lock:
+        if task_id in _recorded:
+            return
+        _recorded[task_id] = None
+        if len(_recorded) > _RECORDED_MAX:
+            del _recorded[next(iter(_recorded))]
     name = str(getattr(task, "name", None) or _field(source, "task") or "task")
     carrier = _carrier(source)
     parent, _handoff = _context_for(carrier, fallback=otel_context.Context())
@@ -404,6 +422,11 @@ def _task_received(request: Any = None, **_: Any) -> None:
         pass
 
 
+def _process_init(**_: Any) -> None:
+    global _pool_child
+    _pool_child = True
+
+
 def _end_unfinished_publishes() -> None:
     while _publishing:
         try:
@@ -447,6 +470,7 @@ def instrument(app: Any = None, agent_name: str | None = None) -> None:
         (signals.task_failure, _failure),
         (signals.task_retry, _retry),
         (signals.task_revoked, _revoked),
+        (signals.worker_process_init, _process_init),
         (signals.worker_process_shutdown, _flush),
         (signals.worker_shutdown, _flush),
     )
