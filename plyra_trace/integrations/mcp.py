@@ -23,9 +23,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from plyra_trace import _capture
 from plyra_trace import _semconv as sc
-from plyra_trace._context import current_scope, with_agent, with_scope
+from plyra_trace._context import SCOPE_KEY, current_scope, with_agent
 from plyra_trace._processors import ERROR_MESSAGE
 from plyra_trace._propagation import (
+    context_fields,
     extract_context,
     handoff_attributes,
     outgoing_context,
@@ -155,6 +156,23 @@ def _without_handoff(ctx: otel_context.Context) -> otel_context.Context:
     return ctx
 
 
+def _received(
+    meta: Mapping[str, Any] | None, current: otel_context.Context
+) -> otel_context.Context:
+    """The context the request arrived with: trace, session, user and handoff baggage.
+
+    mcp starts its span from ``_meta`` but does not make the rest of it (the baggage) current,
+    so it is read here. Without context in ``_meta``, what is ambient came with the request
+    (in-process calls).
+    """
+    if meta is None or not any(field in meta for field in context_fields()):
+        return current
+    received = extract_context(meta)
+    if remote_parent(received) is None and not baggage.get_all(received):
+        return current
+    return received
+
+
 def _request_attributes(
     kind: sc.SpanKind, params: Mapping[str, Any], agent_name: str | None
 ) -> dict[str, Any]:
@@ -214,15 +232,16 @@ class _PlyraServerMiddleware:
         meta = ctx.meta if isinstance(ctx.meta, Mapping) else params.get("_meta")
         if kind is None and not isinstance(meta, Mapping):
             return None  # nothing arrived and nothing to describe
-        received = extract_context(meta if isinstance(meta, Mapping) else None)
         current = otel_context.get_current()
-        if remote_parent(received) is None and not baggage.get_all(received):
-            received = current  # no context in _meta: what is ambient came with the request
+        received = _received(meta if isinstance(meta, Mapping) else None, current)
         scope = scope_from_baggage(received)
-        if scope is not None:
+        if scope is not None:  # already in baggage: only the scope itself is set
             before = current_scope(current)
-            scope = before.replace(session_id=scope.session_id, user_id=scope.user_id)
-            current = with_scope(scope, current)
+            if (before.session_id, before.user_id) == (scope.session_id, scope.user_id):
+                scope = before  # in-process: the caller's scope is already current
+            else:
+                scope = before.replace(session_id=scope.session_id, user_id=scope.user_id)
+                current = otel_context.set_value(SCOPE_KEY, scope, current)
         if self._agent_name and kind is not None:
             current = with_agent(self._agent_name, current)
         token = otel_context.attach(_without_handoff(current))
