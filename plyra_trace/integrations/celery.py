@@ -21,7 +21,8 @@ from typing import Any, Final
 
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from plyra_trace import _capture, _runtime
 from plyra_trace import _semconv as sc
@@ -58,10 +59,23 @@ class _Run:
     token: object = None
 
 
+@dataclass(slots=True)
+class _Outgoing:
+    """The span-independent headers (baggage) last written for ``parent`` by ``propagator``."""
+
+    parent: otel_context.Context
+    propagator: TextMapPropagator
+    headers: dict[str, str]
+
+
+_EMPTY: Final = otel_context.Context()
 _lock = threading.Lock()
 # Publishes between before_ and after_task_publish, by thread: both signals fire in the thread
 # that publishes, with nothing published in between. One left over means the publish raised.
 _publishing: dict[int, Span] = {}
+# Per thread, the baggage headers of the last context published from: a loop of apply_async()
+# calls shares one context, and encoding baggage costs as much as starting the span.
+_outgoing: dict[int, _Outgoing] = {}
 # Runs by their task's request (a Context pushed per execution): retries of one task id may run
 # concurrently in a thread pool, so the id alone is not a key.
 _runs: weakref.WeakKeyDictionary[Any, _Run] = weakref.WeakKeyDictionary()
@@ -95,6 +109,25 @@ def _retry_handoff(ctx: otel_context.Context, handoff: Mapping[str, str]) -> ote
             else baggage.remove_baggage(key, ctx)
         )
     return ctx
+
+
+def _context_headers(
+    thread: int, parent: otel_context.Context, task_id: str, current: TextMapPropagator
+) -> dict[str, str]:
+    """The headers that do not depend on the publish span: baggage with session, user, handoff."""
+    run = otel_context.get_value(_RUN_KEY, parent)
+    retry = isinstance(run, _Run) and run.task_id == task_id  # self.retry(): same id, again
+    cached = _outgoing.get(thread)
+    if not retry and cached and cached.parent is parent and cached.propagator is current:
+        return cached.headers
+    outgoing = outgoing_context(protocol=PROTOCOL, ctx=parent)
+    if retry and isinstance(run, _Run):
+        outgoing = _retry_handoff(outgoing, run.handoff)
+    headers: dict[str, str] = {}
+    current.inject(headers, context=trace.set_span_in_context(INVALID_SPAN, outgoing))
+    if not retry:
+        _outgoing[thread] = _Outgoing(parent, current, headers)
+    return headers
 
 
 def _before_publish(
@@ -134,13 +167,12 @@ def _before_publish(
         span = _runtime.tracer.start_span(
             f"publish {name}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
         )
-        outgoing = outgoing_context(protocol=PROTOCOL, ctx=parent)
-        run = otel_context.get_value(_RUN_KEY, parent)
-        if isinstance(run, _Run) and run.task_id == task_id:  # self.retry(): same id, again
-            outgoing = _retry_handoff(outgoing, run.handoff)
+        current = propagator()
         for key in _HEADERS:  # a retry copies the first message's headers: drop stale context
             headers.pop(key, None)
-        propagator().inject(headers, context=trace.set_span_in_context(span, outgoing))
+        # the span's own headers (traceparent, tracestate, b3), then the cached baggage
+        current.inject(headers, context=trace.set_span_in_context(span, _EMPTY))
+        headers.update(_context_headers(thread, parent, task_id, current))
         headers[_SENT_AT] = time.time()
         _publishing[thread] = span
     except Exception:
@@ -428,6 +460,7 @@ def _process_init(**_: Any) -> None:
 
 
 def _end_unfinished_publishes() -> None:
+    _outgoing.clear()
     while _publishing:
         try:
             _, span = _publishing.popitem()

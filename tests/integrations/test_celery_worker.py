@@ -237,6 +237,27 @@ def test_an_expired_task_is_a_revoked_run_span(exporter, app):
     assert run.status.description == "revoked: expired before it ran"
 
 
+def test_each_publish_carries_the_baggage_of_its_own_context(exporter, app):
+    """Baggage headers are reused while the context stays the same, and only then."""
+    add = app.tasks["w.add"]
+    sent: dict[str, str] = {}
+    for session in ("s-a", "s-b"):
+        with plyra_trace.session(session):
+            for _ in range(2):  # the second publish from this context reuses the first's baggage
+                sent[add.delay(1, 1).id] = session
+    sent[add.delay(1, 1).id] = ""  # no session any more
+    runs = wait_for(
+        exporter,
+        lambda s: s.name == "run w.add" and s.attributes.get("messaging.message.id") in sent,
+        count=5,
+    )
+    for run in runs:
+        assert (
+            run.attributes.get("session.id", "")
+            == sent[str(run.attributes["messaging.message.id"])]
+        )
+
+
 def test_a_failed_publish_raises_as_before_and_its_span_still_ends(exporter, app):
     from kombu.exceptions import EncodeError
 
