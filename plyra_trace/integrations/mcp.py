@@ -232,7 +232,7 @@ class _PlyraServerMiddleware:
         meta = ctx.meta if isinstance(ctx.meta, Mapping) else params.get("_meta")
         if kind is None and not isinstance(meta, Mapping):
             return None  # nothing arrived and nothing to describe
-        current = otel_context.get_current()
+        current = ambient = otel_context.get_current()
         received = _received(meta if isinstance(meta, Mapping) else None, current)
         scope = scope_from_baggage(received)
         if scope is not None:  # already in baggage: only the scope itself is set
@@ -244,7 +244,8 @@ class _PlyraServerMiddleware:
                 current = otel_context.set_value(SCOPE_KEY, scope, current)
         if self._agent_name and kind is not None:
             current = with_agent(self._agent_name, current)
-        token = otel_context.attach(_without_handoff(current))
+        current = _without_handoff(current)
+        token = None if current is ambient else otel_context.attach(current)
         if span is not None:
             attributes: dict[str, Any] = {}
             if kind is not None:
@@ -305,7 +306,7 @@ def _nest_under(span: trace.Span, ctx: Any) -> Any:
     own = span.get_span_context()
     if own.trace_id != caller.trace_id:
         if span.is_recording():
-            span.add_link(caller, {"mcp.link": "caller"})
+            span.add_link(caller)
         return None
     transport_parent = getattr(span, "parent", None)
     if getattr(transport_parent, "span_id", None) != caller.span_id:
