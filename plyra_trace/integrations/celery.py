@@ -11,6 +11,7 @@ its place, child of the same publish span, with the failure as its status.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -418,6 +419,13 @@ def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
         run.span.set_attribute("celery.state", "RETRY")
 
 
+def _signal_name(signum: Any) -> str:
+    try:
+        return signal.Signals(int(signum)).name
+    except (TypeError, ValueError):
+        return f"signal {signum}"
+
+
 def _revoked(
     sender: Any = None,
     request: Any = None,
@@ -432,7 +440,7 @@ def _revoked(
     try:
         task_id = str(getattr(request, "id", "") or "")
         if terminated:
-            description = "revoked: terminated" + (f" (signal {signum})" if signum else "")
+            description = "revoked: terminated" + (f" ({_signal_name(signum)})" if signum else "")
         elif expired:
             description = "revoked: expired before it ran"
         else:
@@ -507,16 +515,16 @@ def instrument(app: Any = None, agent_name: str | None = None) -> None:
         (signals.worker_process_shutdown, _flush),
         (signals.worker_shutdown, _flush),
     )
-    for signal, handler in hooks:
-        signal.connect(handler, weak=False)
-        _connected.append((signal, handler))
+    for hook, handler in hooks:
+        hook.connect(handler, weak=False)
+        _connected.append((hook, handler))
 
 
 def uninstrument() -> None:
     """Disconnect every signal handler ``instrument()`` connected."""
     global _agent_name
     while _connected:
-        signal, handler = _connected.pop()
-        signal.disconnect(handler)
+        hook, handler = _connected.pop()
+        hook.disconnect(handler)
     _end_unfinished_publishes()
     _agent_name = None

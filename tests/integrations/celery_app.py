@@ -24,7 +24,7 @@ from celery import Celery, signals
 import plyra_trace
 from plyra_trace.integrations.celery import instrument
 
-WRITE, SOFT, HARD, DIE = "ca.write", "ca.soft", "ca.hard", "ca.die"
+WRITE, SOFT, HARD, DIE, BLOCK = "ca.write", "ca.soft", "ca.hard", "ca.die", "ca.block"
 
 
 def make_app(folder: str | None, redis_url: str | None = None) -> Celery:
@@ -103,3 +103,11 @@ def hard(seconds: float) -> None:
 @app.task(name=DIE, shared=False)
 def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # the worker loses its child mid-task
+
+
+@app.task(name=BLOCK, bind=True, shared=False)
+def block(self: Any) -> None:
+    """Says it started (a file the test waits for), then waits to be revoked and terminated."""
+    if FOLDER:
+        Path(FOLDER, f"started-{self.request.id}").write_text("")
+    time.sleep(30)

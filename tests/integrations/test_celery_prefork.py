@@ -20,7 +20,7 @@ import pytest
 
 import plyra_trace
 from plyra_trace.integrations import celery as celery_integration
-from tests.integrations.celery_app import DIE, HARD, SOFT, WRITE, make_app
+from tests.integrations.celery_app import BLOCK, DIE, HARD, SOFT, WRITE, make_app
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,3 +235,31 @@ def test_time_limits_and_a_lost_worker_are_error_runs_in_the_trace(tmp_path, rec
     assert code == 0, worker.output()
     runs = [s.name for s in receiver.spans if s.name.startswith("run ")]
     assert sorted(runs) == sorted(f"run {t}" for t in (SOFT, HARD, DIE))  # one each, no duplicate
+
+
+def test_a_task_revoked_while_running_is_one_revoked_run(tmp_path, receiver, producer, redis_url):
+    """Revoke with terminate needs remote control (a broadcast): Redis has it. The child that
+    runs the task is sent SIGTERM; its main process records the run, and only it does."""
+    from celery.exceptions import TaskRevokedError
+
+    worker = start_worker(tmp_path, receiver.url, redis_url, delay_ms=50)
+    try:
+        app = make_app(str(tmp_path), redis_url)
+        result = app.send_task(BLOCK)
+        deadline = time.monotonic() + 15
+        while not (tmp_path / f"started-{result.id}").exists():
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.02)
+        app.control.revoke(result.id, terminate=True)
+        with pytest.raises(TaskRevokedError):
+            result.get(timeout=15, interval=0.05)
+        run = wait_for(receiver, lambda s: s.name == f"run {BLOCK}")
+        publish = wait_for(receiver, lambda s: s.name == f"publish {BLOCK}")
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.output()
+    assert run.parent_id == publish.span_id and run.trace_id == publish.trace_id
+    assert run.status_code == ERROR and run.service == "writer"
+    assert run.status_message == "revoked: terminated (SIGTERM)"
+    assert run.attributes["celery.state"] == "REVOKED"
+    assert [s.name for s in receiver.spans].count(f"run {BLOCK}") == 1
