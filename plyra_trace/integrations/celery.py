@@ -76,7 +76,7 @@ _lock = threading.Lock()
 _publishing: dict[int, Span] = {}
 # Per thread, the baggage headers of the last context published from: a loop of apply_async()
 # calls shares one context, and encoding baggage costs as much as starting the span.
-_outgoing: dict[int, _Outgoing] = {}
+_outgoing = threading.local()
 # Runs by their task's request (a Context pushed per execution): retries of one task id may run
 # concurrently in a thread pool, so the id alone is not a key.
 _runs: weakref.WeakKeyDictionary[Any, _Run] = weakref.WeakKeyDictionary()
@@ -113,12 +113,12 @@ def _retry_handoff(ctx: otel_context.Context, handoff: Mapping[str, str]) -> ote
 
 
 def _context_headers(
-    thread: int, parent: otel_context.Context, task_id: str, current: TextMapPropagator
+    parent: otel_context.Context, task_id: str, current: TextMapPropagator
 ) -> dict[str, str]:
     """The headers that do not depend on the publish span: baggage with session, user, handoff."""
     run = otel_context.get_value(_RUN_KEY, parent)
     retry = isinstance(run, _Run) and run.task_id == task_id  # self.retry(): same id, again
-    cached = _outgoing.get(thread)
+    cached: _Outgoing | None = getattr(_outgoing, "last", None)
     if not retry and cached and cached.parent is parent and cached.propagator is current:
         return cached.headers
     outgoing = outgoing_context(protocol=PROTOCOL, ctx=parent)
@@ -127,7 +127,7 @@ def _context_headers(
     headers: dict[str, str] = {}
     current.inject(headers, context=trace.set_span_in_context(INVALID_SPAN, outgoing))
     if not retry:
-        _outgoing[thread] = _Outgoing(parent, current, headers)
+        _outgoing.last = _Outgoing(parent, current, headers)
     return headers
 
 
@@ -173,7 +173,7 @@ def _before_publish(
             headers.pop(key, None)
         # the span's own headers (traceparent, tracestate, b3), then the cached baggage
         current.inject(headers, context=trace.set_span_in_context(span, _EMPTY))
-        headers.update(_context_headers(thread, parent, task_id, current))
+        headers.update(_context_headers(parent, task_id, current))
         headers[_SENT_AT] = time.time()
         _publishing[thread] = span
     except Exception:
@@ -183,13 +183,13 @@ def _before_publish(
 def _after_publish(**_: Any) -> None:
     span = _publishing.pop(threading.get_ident(), None)
     if span is not None:
-        span.end()
+        span.end()  # the SDK pipeline contains processor failures: end() does not raise
 
 
 # --- run ------------------------------------------------------------------------------------------
 
 
-def _carrier(source: Any) -> dict[str, str]:
+def _carrier(source: Any) -> dict[str, Any]:
     """The propagation headers of a task request: a task's ``request`` (Context), a worker
     ``Request`` or its dict. Celery exposes custom headers at the top level and in ``headers``."""
     if source is None:
@@ -413,10 +413,13 @@ def _failure(
 
 def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
     """A retry is not the task's outcome: the attempt keeps status unset, says RETRY and why."""
-    run = _find_run(request)
-    if run is not None:
-        run.span.add_event("celery.retry", {"reason": str(reason)[:512]})
-        run.span.set_attribute("celery.state", "RETRY")
+    try:
+        run = _find_run(request)
+        if run is not None:
+            run.span.add_event("celery.retry", {"reason": str(reason)[:512]})
+            run.span.set_attribute("celery.state", "RETRY")
+    except Exception:
+        log_once("celery-retry", "plyra_trace: could not record a Celery task's retry")
 
 
 def _signal_name(signum: Any) -> str:
@@ -468,7 +471,6 @@ def _process_init(**_: Any) -> None:
 
 
 def _end_unfinished_publishes() -> None:
-    _outgoing.clear()
     while _publishing:
         try:
             _, span = _publishing.popitem()

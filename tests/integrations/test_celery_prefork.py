@@ -208,7 +208,8 @@ def test_time_limits_and_a_lost_worker_are_error_runs_in_the_trace(tmp_path, rec
 
         def run_of(task: str, error: str) -> tuple[ReceivedSpan, ReceivedSpan]:
             """Send ``task``, expect it to fail with ``error``; its publish and run spans."""
-            result = app.send_task(task, args=[10] if task != DIE else [])
+            with plyra_trace.handoff(to="writer", reason=f"try {task}"):
+                result = app.send_task(task, args=[10] if task != DIE else [])
             with pytest.raises(Exception) as failure:
                 result.get(timeout=20, interval=0.05)
             assert type(failure.value).__name__ == error, worker.output()
@@ -217,6 +218,9 @@ def test_time_limits_and_a_lost_worker_are_error_runs_in_the_trace(tmp_path, rec
             assert run.parent_id == publish.span_id and run.trace_id == publish.trace_id
             assert run.kind == CONSUMER and run.status_code == ERROR and run.service == "writer"
             assert run.attributes["error.type"] == error
+            # the run recorded by the main process continues the handoff like any other
+            assert run.attributes["agent.handoff.reason"] == f"try {task}"
+            assert run.attributes["agent.handoff.to"] == "writer"
             return publish, run
 
         # raised inside the task: the child records it on its own run span
