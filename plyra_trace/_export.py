@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import SpanProcessor
@@ -22,6 +23,7 @@ HTTP_PROTOBUF: Final = "http/protobuf"
 GRPC: Final = "grpc"
 _TRACES_PATH: Final = "/v1/traces"
 
+_SESSION_PROVIDER: Final = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"
 _QUEUE_LOGGER: Final = "opentelemetry.sdk._shared_internal"
 _EXPORT_LOGGERS: Final = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -112,7 +114,33 @@ def otlp_exporter(
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers or None, timeout=timeout)
+    if os.environ.get(_SESSION_PROVIDER):  # the user brings the session
+        return OTLPSpanExporter(endpoint=endpoint, headers=headers or None, timeout=timeout)
+    session = _fork_safe_session()
+    return OTLPSpanExporter(
+        endpoint=endpoint, headers=headers or None, timeout=timeout, session=session
+    )
+
+
+def _fork_safe_session() -> Any:
+    """A requests session whose pooled connections a forked child (Celery, gunicorn workers)
+    drops, so it never writes into the parent's keep-alive socket."""
+    import requests
+
+    session = requests.Session()
+    if hasattr(os, "register_at_fork"):
+        reference = weakref.ref(session)
+
+        def forget() -> None:
+            inherited = reference()
+            if inherited is not None:
+                try:
+                    inherited.close()  # pools emptied; the session stays usable
+                except Exception:
+                    pass
+
+        os.register_at_fork(after_in_child=forget)
+    return session
 
 
 def exporting_processor(

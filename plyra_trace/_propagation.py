@@ -261,6 +261,8 @@ def handoff_attributes(
     reason = entries.get(sc.BAGGAGE_HANDOFF_REASON)
     if not (sender or reason or entries.get(sc.BAGGAGE_HANDOFF_TO)):
         return {}
+    if sender and sender == target:  # an agent queueing work for itself hands nothing off
+        return {}
     attributes = {
         sc.HANDOFF_PROTOCOL: str(entries.get(sc.BAGGAGE_HANDOFF_PROTOCOL) or default_protocol)
     }

@@ -234,3 +234,19 @@ def test_console_mode_prints_a_tree_on_stderr():
     assert lines[1].startswith("└─ researcher  [AGENT]") and "session=session-abc" in lines[1]
     assert lines[2].startswith("   └─ web-search  [TOOL]") and "OK" in lines[2]
     assert "{" not in lines[0]  # a tree, not a JSON dump
+
+
+def test_forked_children_do_not_share_the_parents_export_connection(receiver):
+    """Celery and gunicorn fork after the parent exported: a child opens its own connection."""
+    import os
+
+    session = _export._fork_safe_session()
+    pools = session.get_adapter(receiver.url).poolmanager.pools
+    session.post(f"{receiver.url}/v1/traces", data=b"")  # a keep-alive connection
+    assert len(pools) == 1
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os._exit(0 if len(pools) == 0 else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(pools) == 1  # the parent keeps its own
