@@ -152,3 +152,21 @@ def test_b3_headers_when_configured(exporter):
         _propagation.configure()
     with pytest.raises(ValueError, match="unknown propagator"):
         _propagation.configure(["carrier-pigeon"])
+
+
+def test_an_agent_queueing_work_for_itself_hands_nothing_off(exporter):
+    @plyra_trace.agent(name="writer")
+    def writer() -> dict[str, str]:
+        return plyra_trace.inject_context({}, protocol="queue")
+
+    headers = writer()
+    with plyra_trace.continue_trace(headers, protocol="queue", receiver="writer"):
+        with plyra_trace.SpanBuilder("follow-up"):
+            pass
+    with plyra_trace.continue_trace(headers, protocol="queue", receiver="editor"):
+        with plyra_trace.SpanBuilder("handed-on"):
+            pass
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert "agent.handoff.from" not in spans["follow-up"].attributes
+    assert spans["handed-on"].attributes["agent.handoff.from"] == "writer"
+    assert spans["handed-on"].attributes["agent.handoff.to"] == "editor"
