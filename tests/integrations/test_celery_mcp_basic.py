@@ -24,7 +24,7 @@ def _finished(exporter, name: str, timeout: float = 10.0):
     raise AssertionError(f"no finished span named {name!r}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def celery_app():
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
@@ -32,7 +32,11 @@ def celery_app():
     from plyra_trace.integrations import celery as celery_integration
 
     app = Celery(f"t{next(_apps)}", broker="memory://", backend="cache+memory://")
-    app.conf.update(task_serializer="json", result_serializer="json")
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        broker_transport_options={"polling_interval": 0.01},  # the default polls once a second
+    )
 
     @app.task(name="t.add", shared=False)
     def add(x, y):
