@@ -136,11 +136,7 @@ def _servicer_code(servicer_context: Any) -> Any:
         code = servicer_context.code()
     except Exception:
         return None
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):  # grpc.aio hands back the raw number
-        return next((c for c in grpc.StatusCode if _code_value(c) == code), None)
-    return None
+    return code if isinstance(code, grpc.StatusCode) else None  # None: no code set, i.e. OK
 
 
 def _servicer_details(servicer_context: Any) -> str | None:
