@@ -114,7 +114,7 @@ class _ServerCall:
         try:
             code = _servicer_code(servicer_context)
             if code is None:
-                code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+                code = _implied_code(error)
             value = _code_value(code)
             if value is not None:
                 self.span.set_attribute(STATUS_CODE, value)
@@ -129,6 +129,15 @@ class _ServerCall:
             log_once("grpc-status", "plyra_trace: could not record a gRPC call's status")
         finally:
             self.span.end(end_time)
+
+
+def _implied_code(error: BaseException | None) -> grpc.StatusCode:
+    """The status a handler that set none ends with: a client that went away is CANCELLED."""
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, GeneratorExit | asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
 
 
 def _servicer_code(servicer_context: Any) -> Any:
@@ -149,6 +158,25 @@ def _servicer_details(servicer_context: Any) -> str | None:
     return details or None
 
 
+class _Step:
+    """Runs one step of a handler (the call, or producing one message) in the call's context;
+    an exception other than the end of a stream finishes the span as failed."""
+
+    __slots__ = ("call", "servicer_context", "token")
+
+    def __init__(self, call: _ServerCall, servicer_context: Any) -> None:
+        self.call = call
+        self.servicer_context = servicer_context
+
+    def __enter__(self) -> None:
+        self.token = otel_context.attach(self.call.context)
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        otel_context.detach(self.token)
+        if error is not None and not isinstance(error, StopIteration | StopAsyncIteration):
+            self.call.finish(self.servicer_context, error)
+
+
 def _sync_behavior(
     behavior: Callable[..., Any], streaming: bool, start: Callable[[], _ServerCall | None]
 ) -> Callable[..., Any]:
@@ -158,14 +186,8 @@ def _sync_behavior(
             call = start()
             if call is None:
                 return behavior(request, servicer_context)
-            token = otel_context.attach(call.context)
-            try:
+            with _Step(call, servicer_context):
                 response = behavior(request, servicer_context)
-            except BaseException as error:
-                call.finish(servicer_context, error)
-                raise
-            finally:
-                otel_context.detach(token)
             call.finish(servicer_context)
             return response
 
@@ -176,24 +198,20 @@ def _sync_behavior(
         if call is None:
             yield from behavior(request, servicer_context)
             return
-        try:
-            token = otel_context.attach(call.context)
+        step = _Step(call, servicer_context)
+        with step:
+            responses = iter(behavior(request, servicer_context))
+        while True:
             try:
-                responses = iter(behavior(request, servicer_context))
-            finally:
-                otel_context.detach(token)
-            while True:
-                token = otel_context.attach(call.context)
-                try:
+                with step:
                     response = next(responses)
-                except StopIteration:
-                    break
-                finally:
-                    otel_context.detach(token)
+            except StopIteration:
+                break
+            try:
                 yield response
-        except BaseException as error:
-            call.finish(servicer_context, error)
-            raise
+            except BaseException as error:  # the client went away
+                call.finish(servicer_context, error)
+                raise
         call.finish(servicer_context)
 
     return stream
@@ -210,20 +228,19 @@ def _async_behavior(
                 async for item in behavior(request, servicer_context):
                     yield item
                 return
+            step = _Step(call, servicer_context)
             responses = behavior(request, servicer_context)
-            try:
-                while True:
-                    token = otel_context.attach(call.context)
-                    try:
+            while True:
+                try:
+                    with step:
                         response = await responses.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        otel_context.detach(token)
+                except StopAsyncIteration:
+                    break
+                try:
                     yield response
-            except BaseException as error:
-                call.finish(servicer_context, error)
-                raise
+                except BaseException as error:  # the client went away
+                    call.finish(servicer_context, error)
+                    raise
             call.finish(servicer_context)
 
         return stream
@@ -234,16 +251,10 @@ def _async_behavior(
         if call is None:
             result = behavior(request, servicer_context)
             return await result if inspect.isawaitable(result) else result
-        token = otel_context.attach(call.context)
-        try:
+        with _Step(call, servicer_context):
             result = behavior(request, servicer_context)
             if inspect.isawaitable(result):
                 result = await result
-        except BaseException as error:
-            call.finish(servicer_context, error)
-            raise
-        finally:
-            otel_context.detach(token)
         call.finish(servicer_context)
         return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent import futures
 
 import grpc
@@ -37,6 +38,12 @@ def stream(request: bytes, context: grpc.ServicerContext):
         yield _search(word).encode()
 
 
+def slow(request: bytes, context: grpc.ServicerContext):
+    for index in range(50):
+        yield str(index).encode()
+        time.sleep(0.05)
+
+
 def fail(request: bytes, context: grpc.ServicerContext) -> bytes:
     raise RuntimeError("index unavailable")
 
@@ -70,6 +77,7 @@ def _handlers(aio: bool) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
+            "Slow": grpc.unary_stream_rpc_method_handler(slow),
             "Ask": unary(ask),
             "Stream": stream_handler,
             "Fail": unary(fail),
@@ -223,3 +231,20 @@ async def test_aio_server_and_client(exporter):
     assert missing_server.status.status_code is StatusCode.UNSET
     tools = [s for s in exporter.get_finished_spans() if s.name == "search"]
     assert len(tools) == 3 and all(t.attributes["session.id"] == "s-2" for t in tools)
+
+
+def test_a_client_that_goes_away_is_cancelled_not_a_server_fault(exporter, sync_server):
+    channel = instrument_channel(grpc.insecure_channel(sync_server))
+    responses = channel.unary_stream(f"/{SERVICE}/Slow")(b"")
+    assert next(responses) == b"0"
+    responses.cancel()
+    deadline = time.monotonic() + 10
+    while not _by_name(exporter, f"{SERVICE}/Slow", SpanKind.SERVER):
+        assert time.monotonic() < deadline, "the server span never ended"
+        time.sleep(0.05)
+    channel.close()
+    (server,) = _by_name(exporter, f"{SERVICE}/Slow", SpanKind.SERVER)
+    assert server.attributes["rpc.grpc.status_code"] == 1  # CANCELLED
+    assert server.status.status_code is StatusCode.UNSET
+    (client,) = _by_name(exporter, f"{SERVICE}/Slow", SpanKind.CLIENT)
+    assert client.attributes["rpc.grpc.status_code"] == 1
