@@ -12,7 +12,7 @@ Prints per-request times and ratios against the same app without plyra (lower is
 
 Spans go to a no-op exporting processor (the SDK pipeline runs, nothing is sent).
 
-Run: uv run python benchmarks/http_overhead.py [--requests N] [--rounds N]
+Run: uv run python benchmarks/asgi_overhead.py [--requests N] [--rounds N]
 """
 
 from __future__ import annotations

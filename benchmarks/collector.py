@@ -10,7 +10,7 @@ query latencies are those of a large database.
 
 Targets (2 cores): trace list p50 < 30 ms and cost/graph < 300 ms at 1M spans, during ingest.
 
-Run: uv run python benchmarks/collector_ingest.py [--batches 200] [--senders 2] [--preload N]
+Run: uv run python benchmarks/collector.py [--batches 200] [--senders 2] [--preload N]
 """
 
 from __future__ import annotations
