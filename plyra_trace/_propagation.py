@@ -28,6 +28,13 @@ _MAX_HEADERS: Final = 256
 _MAX_VALUE_BYTES: Final = 8192
 _MAX_REASON_CHARS: Final = 512
 
+_HANDOFF_BAGGAGE: Final = (
+    sc.BAGGAGE_HANDOFF_FROM,
+    sc.BAGGAGE_HANDOFF_TO,
+    sc.BAGGAGE_HANDOFF_REASON,
+    sc.BAGGAGE_HANDOFF_PROTOCOL,
+)
+
 _INTENT_KEY = otel_context.create_key("plyra.handoff_intent")
 _PENDING_KEY = otel_context.create_key("plyra.pending_handoff")
 
@@ -287,14 +294,12 @@ def scope_from_baggage(ctx: otel_context.Context) -> Scope | None:
     )
 
 
-def _strip_handoff(ctx: otel_context.Context) -> otel_context.Context:
-    for key in (
-        sc.BAGGAGE_HANDOFF_FROM,
-        sc.BAGGAGE_HANDOFF_TO,
-        sc.BAGGAGE_HANDOFF_REASON,
-        sc.BAGGAGE_HANDOFF_PROTOCOL,
-    ):
-        ctx = baggage.remove_baggage(key, ctx)
+def without_handoff(ctx: otel_context.Context) -> otel_context.Context:
+    """``ctx`` without the received handoff baggage: it describes one hop, not the next."""
+    entries = baggage.get_all(ctx)
+    for key in _HANDOFF_BAGGAGE:
+        if key in entries:
+            ctx = baggage.remove_baggage(key, ctx)
     return ctx
 
 
@@ -307,7 +312,7 @@ def continuation(
     attributes; the handoff entries leave baggage so they do not leak into the next hop.
     """
     attributes = handoff_attributes(ctx, protocol, receiver)
-    result = _strip_handoff(ctx)
+    result = without_handoff(ctx)
     scope = scope_from_baggage(ctx)
     if scope is not None:
         result = otel_context.set_value(SCOPE_KEY, scope, result)

@@ -27,6 +27,8 @@ from plyra_trace._propagation import (
     handoff_attributes,
     remote_parent,
     scope_from_baggage,
+    take_pending_handoff,
+    without_handoff,
 )
 from plyra_trace._safety import log_once
 
@@ -219,7 +221,7 @@ def enrich_existing(
         if received is not None:
             ctx = otel_context.set_value(SCOPE_KEY, received, ctx)
             attributes.update(received.attributes)
-        ctx = continuation_baggage(ctx)
+        ctx = without_handoff(ctx)
     elif has_context:
         log_once(
             "http.untrusted-existing",
@@ -233,19 +235,6 @@ def enrich_existing(
         span.set_attributes(attributes)
     if settings.agent_name is not None:
         ctx = with_agent(settings.agent_name, ctx)
-    return ctx
-
-
-def continuation_baggage(ctx: otel_context.Context) -> otel_context.Context:
-    """``ctx`` without the received handoff entries, so they do not travel to the next hop."""
-    for key in (
-        sc.BAGGAGE_HANDOFF_FROM,
-        sc.BAGGAGE_HANDOFF_TO,
-        sc.BAGGAGE_HANDOFF_REASON,
-        sc.BAGGAGE_HANDOFF_PROTOCOL,
-    ):
-        if baggage.get_baggage(key, ctx) is not None:
-            ctx = baggage.remove_baggage(key, ctx)
     return ctx
 
 
@@ -307,6 +296,9 @@ class ServerExchange:
         scoped = scope_attributes(parent)
         if scoped:
             attributes.update(scoped)
+        handoff = take_pending_handoff(parent, remote_parent(parent))
+        if handoff:  # recorded at start: spares the span a second, validated attribute write
+            attributes.update(handoff)
         if settings.agent_name is not None:
             attributes[sc.AGENT_NAME] = settings.agent_name
         span = _runtime.tracer.start_span(

@@ -33,6 +33,7 @@ from plyra_trace._propagation import (
     propagator,
     remote_parent,
     scope_from_baggage,
+    without_handoff,
 )
 from plyra_trace._safety import log_once
 
@@ -46,12 +47,6 @@ _KINDS: Final = {
     "resources/read": sc.SpanKind.RETRIEVER,
     "prompts/get": sc.SpanKind.PROMPT,
 }
-_HANDOFF_BAGGAGE: Final = (
-    sc.BAGGAGE_HANDOFF_FROM,
-    sc.BAGGAGE_HANDOFF_TO,
-    sc.BAGGAGE_HANDOFF_REASON,
-    sc.BAGGAGE_HANDOFF_PROTOCOL,
-)
 _MAX_DOCUMENTS: Final = 16
 _MAX_ERROR_CHARS: Final = 1024
 
@@ -147,15 +142,6 @@ def _is_mcp_span(span: trace.Span) -> bool:
     return getattr(scope, "name", None) == _MCP_SCOPE
 
 
-def _without_handoff(ctx: otel_context.Context) -> otel_context.Context:
-    """``ctx`` without the handoff baggage: it describes one hop and must not leak into the next."""
-    entries = baggage.get_all(ctx)
-    for key in _HANDOFF_BAGGAGE:
-        if key in entries:
-            ctx = baggage.remove_baggage(key, ctx)
-    return ctx
-
-
 def _received(
     meta: Mapping[str, Any] | None, current: otel_context.Context
 ) -> otel_context.Context:
@@ -244,7 +230,7 @@ class _PlyraServerMiddleware:
                 current = otel_context.set_value(SCOPE_KEY, scope, current)
         if self._agent_name and kind is not None:
             current = with_agent(self._agent_name, current)
-        current = _without_handoff(current)
+        current = without_handoff(current)
         token = None if current is ambient else otel_context.attach(current)
         if span is not None:
             attributes: dict[str, Any] = {}
@@ -414,7 +400,7 @@ async def _inject_headers(request: Any) -> None:
     """httpx2 request hook: the current trace context, session and user as headers."""
     try:
         carrier: dict[str, str] = {}
-        propagator().inject(carrier, context=_without_handoff(otel_context.get_current()))
+        propagator().inject(carrier, context=without_handoff(otel_context.get_current()))
         headers = request.headers
         for key, value in carrier.items():
             if key not in headers:
