@@ -28,12 +28,6 @@ _MAX_HEADERS: Final = 256
 _MAX_VALUE_BYTES: Final = 8192
 _MAX_REASON_CHARS: Final = 512
 
-_HANDOFF_BAGGAGE: Final = (
-    sc.BAGGAGE_HANDOFF_FROM,
-    sc.BAGGAGE_HANDOFF_TO,
-    sc.BAGGAGE_HANDOFF_REASON,
-    sc.BAGGAGE_HANDOFF_PROTOCOL,
-)
 
 _INTENT_KEY = otel_context.create_key("plyra.handoff_intent")
 _PENDING_KEY = otel_context.create_key("plyra.pending_handoff")
@@ -297,7 +291,7 @@ def scope_from_baggage(ctx: otel_context.Context) -> Scope | None:
 def without_handoff(ctx: otel_context.Context) -> otel_context.Context:
     """``ctx`` without the received handoff baggage: it describes one hop, not the next."""
     entries = baggage.get_all(ctx)
-    for key in _HANDOFF_BAGGAGE:
+    for key in sc.BAGGAGE_HANDOFF:
         if key in entries:
             ctx = baggage.remove_baggage(key, ctx)
     return ctx

@@ -81,6 +81,13 @@ BAGGAGE_HANDOFF_FROM: Final = "plyra.handoff.from"
 BAGGAGE_HANDOFF_TO: Final = "plyra.handoff.to"
 BAGGAGE_HANDOFF_REASON: Final = "plyra.handoff.reason"
 BAGGAGE_HANDOFF_PROTOCOL: Final = "plyra.handoff.protocol"
+# The baggage entries that describe one hop's handoff (they must not travel to the next hop).
+BAGGAGE_HANDOFF: Final = (
+    BAGGAGE_HANDOFF_FROM,
+    BAGGAGE_HANDOFF_TO,
+    BAGGAGE_HANDOFF_REASON,
+    BAGGAGE_HANDOFF_PROTOCOL,
+)
 
 IN_PROCESS: Final = "in-process"
 

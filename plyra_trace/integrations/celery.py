@@ -41,12 +41,6 @@ PROTOCOL: Final = "queue"
 _HEADERS: Final = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid")
 _SENT_AT: Final = "plyra_sent_at"
 _CARRIED: Final = (*_HEADERS, _SENT_AT)
-_HANDOFF_BAGGAGE: Final = (
-    sc.BAGGAGE_HANDOFF_FROM,
-    sc.BAGGAGE_HANDOFF_TO,
-    sc.BAGGAGE_HANDOFF_REASON,
-    sc.BAGGAGE_HANDOFF_PROTOCOL,
-)
 _RUN_KEY: Final = otel_context.create_key("plyra.celery_run")
 
 
@@ -102,7 +96,7 @@ def _end_unfinished_publish(span: Span) -> None:
 def _retry_handoff(ctx: otel_context.Context, handoff: Mapping[str, str]) -> otel_context.Context:
     """A retry re-sends the same handoff: the baggage the first attempt received, not a new one
     from the worker's agent to itself."""
-    for key in _HANDOFF_BAGGAGE:
+    for key in sc.BAGGAGE_HANDOFF:
         value = handoff.get(key)
         ctx = (
             baggage.set_baggage(key, value, ctx)
@@ -227,7 +221,7 @@ def _context_for(
     if remote_parent(received) is None:
         return (otel_context.get_current() if fallback is None else fallback), {}
     entries = baggage.get_all(received)
-    handoff = {k: str(entries[k]) for k in _HANDOFF_BAGGAGE if entries.get(k) is not None}
+    handoff = {k: str(entries[k]) for k in sc.BAGGAGE_HANDOFF if entries.get(k) is not None}
     return continuation(received, PROTOCOL, _agent_name), handoff
 
 
