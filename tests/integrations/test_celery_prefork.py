@@ -5,7 +5,6 @@ the runs a dying child takes along (time limits, worker lost) still recorded."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -124,33 +123,6 @@ def wait_for(
                 return span
         time.sleep(0.02)
     raise AssertionError(f"no such span among {sorted(s.name for s in receiver.spans)}")
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A real ``redis-server`` on a free port (Debian package; in CI it must run, not skip)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; CI must install it (.ci/run does)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise AssertionError("redis-server did not start")
-        time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(10)
 
 
 @pytest.fixture(params=["filesystem", "redis"])
