@@ -4,13 +4,8 @@ three processes' spans form one trace with a handoff at each hop."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,38 +13,19 @@ import pytest
 import plyra_trace
 from plyra_trace.integrations.httpx import PlyraTransport
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.processes import ROOT, python_service
 
 pytestmark = pytest.mark.timeout(90)
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 
 @contextmanager
 def _service(*args: str) -> Iterator[str]:
     """Run ``http_e2e_services`` with ``args``; yields its base URL, flushes it on exit."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integrations.http_e2e_services", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
-    reader.start()
-    reader.join(60)
-    try:
-        assert line and line[0].startswith("PORT "), f"service did not start: {line}"
-        yield f"http://127.0.0.1:{int(line[0].split()[1])}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with python_service("tests.integrations.http_e2e_services", *args, env=env) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_one_trace_across_three_processes(receiver: OTLPReceiver) -> None:

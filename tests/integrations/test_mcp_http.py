@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -25,8 +21,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 import plyra_trace
 from plyra_trace.integrations.mcp import instrument_client, instrument_http_client
-from tests.integrations.mcp_raw import ROOT, RawHttp, server_env
+from tests.integrations.mcp_raw import RawHttp, server_env
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.processes import python_service
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,27 +40,9 @@ def otlp() -> Iterator[OTLPReceiver]:
 @pytest.fixture(scope="module")
 def mcp_url(otlp: OTLPReceiver) -> Iterator[str]:
     """The instrumented server under uvicorn in a subprocess; stopped (SIGTERM, then kill)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integrations.mcp_server", "http"],
-        cwd=ROOT,
-        env=server_env(otlp.url, SERVICE),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
-        reader.start()
-        reader.join(60)
-        assert line and line[0].startswith("PORT "), f"server did not start: {line}"
-        yield f"http://127.0.0.1:{int(line[0].split()[1])}/mcp"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    env = server_env(otlp.url, SERVICE)
+    with python_service("tests.integrations.mcp_server", "http", env=env) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def run_agent(endpoint: str, body: Callable[[], Awaitable[Any]]) -> Any:
