@@ -134,7 +134,15 @@ def outgoing_context(
         sc.BAGGAGE_HANDOFF_REASON: reason,
         sc.BAGGAGE_HANDOFF_PROTOCOL: protocol if (sender or target or reason) else None,
     }
-    for key, value in entries.items():
+    return with_handoff_baggage(ctx, entries)
+
+
+def with_handoff_baggage(
+    ctx: otel_context.Context, entries: Mapping[str, str | None]
+) -> otel_context.Context:
+    """``ctx`` whose handoff baggage is exactly ``entries`` (keys of ``sc.BAGGAGE_HANDOFF``)."""
+    for key in sc.BAGGAGE_HANDOFF:
+        value = entries.get(key)
         ctx = (
             baggage.set_baggage(key, value, ctx)
             if value is not None

@@ -34,6 +34,7 @@ from plyra_trace._propagation import (
     outgoing_context,
     propagator,
     remote_parent,
+    with_handoff_baggage,
 )
 from plyra_trace._safety import log_once
 
@@ -96,14 +97,7 @@ def _end_unfinished_publish(span: Span) -> None:
 def _retry_handoff(ctx: otel_context.Context, handoff: Mapping[str, str]) -> otel_context.Context:
     """A retry re-sends the same handoff: the baggage the first attempt received, not a new one
     from the worker's agent to itself."""
-    for key in sc.BAGGAGE_HANDOFF:
-        value = handoff.get(key)
-        ctx = (
-            baggage.set_baggage(key, value, ctx)
-            if value is not None
-            else baggage.remove_baggage(key, ctx)
-        )
-    return ctx
+    return with_handoff_baggage(ctx, handoff)
 
 
 def _context_headers(
