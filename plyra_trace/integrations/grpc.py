@@ -341,8 +341,11 @@ class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
         self.compression = getattr(details, "compression", None)
 
 
-def _start_client(details: Any) -> tuple[Span, list[tuple[str, str]]] | None:
-    """The CLIENT span for one call and the metadata entries that carry it."""
+def _start_client(
+    details: Any, with_metadata: Callable[[Any, list[tuple[str, str]]], Any]
+) -> tuple[Span, Any] | None:
+    """The CLIENT span for one call and the call details whose metadata carries it."""
+    span: Span | None = None
     try:
         name, attributes = _rpc(details.method)
         outgoing = outgoing_context(protocol=PROTOCOL)
@@ -352,10 +355,23 @@ def _start_client(details: Any) -> tuple[Span, list[tuple[str, str]]] | None:
         )
         carrier: dict[str, str] = {}
         propagator().inject(carrier, context=trace.set_span_in_context(span, outgoing))
-        return span, list(carrier.items())
+        return span, with_metadata(details, list(carrier.items()))
     except Exception:
+        if span is not None:
+            span.end()
         log_once("grpc-client", "plyra_trace: could not trace a gRPC call; it goes on untraced")
         return None
+
+
+def _sync_details(details: Any, entries: list[tuple[str, str]]) -> Any:
+    return _CallDetails(details, [*(details.metadata or ()), *entries])
+
+
+def _aio_details(details: Any, entries: list[tuple[str, str]]) -> Any:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), *entries)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
 
 
 def _end_client(span: Span, code: Any, details: Any, end_time: int) -> None:
@@ -378,11 +394,10 @@ class _ClientInterceptor(  # grpc ships no type information: its bases are Any
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
     def _intercept(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        started = _start_client(details)
+        started = _start_client(details, _sync_details)
         if started is None:
             return continuation(details, request)
-        span, entries = started
-        traced = _CallDetails(details, [*(details.metadata or ()), *entries])
+        span, traced = started
         try:
             call = continuation(traced, request)
         except BaseException as error:
@@ -425,14 +440,10 @@ def instrument_channel(channel: grpc.Channel) -> grpc.Channel:
 
 
 async def _aio_intercept(continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-    started = _start_client(details)
+    started = _start_client(details, _aio_details)
     if started is None:
         return await continuation(details, request)
-    span, entries = started
-    metadata = grpc.aio.Metadata(*(details.metadata or ()), *entries)
-    traced = grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
+    span, traced = started
     try:
         call = await continuation(traced, request)
     except BaseException as error:
