@@ -33,6 +33,7 @@ from plyra_trace._console import ConsoleTreeProcessor
 from plyra_trace._llm import warm_prices
 from plyra_trace._processors import Pipeline, Router
 from plyra_trace._safety import logger
+from plyra_trace._terminate import flush_on_terminate
 from plyra_trace._version import VERSION
 
 
@@ -212,6 +213,7 @@ def init(
     max_queue_size: int = 2048,
     schedule_delay_millis: int = 500,
     instrument: bool | Sequence[str] | None = None,
+    flush_on_sigterm: bool = True,
 ) -> PlyraTrace:
     """Set up tracing for ``project`` and return a handle to flush and shut it down.
 
@@ -219,7 +221,8 @@ def init(
     stderr as a tree. ``endpoint`` takes a base URL (``http://localhost:4318``) or a full
     ``.../v1/traces`` URL. Explicit arguments win over the standard ``OTEL_*`` variables.
     ``instrument`` turns on auto-instrumentation: True for every installed target, or names
-    (``["openai", "anthropic", "langchain", "crewai", "ag2"]``).
+    (``["openai", "anthropic", "langchain", "crewai", "ag2"]``). ``flush_on_sigterm`` exports
+    queued spans when SIGTERM arrives, where the application has no SIGTERM handler of its own.
     """
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
@@ -294,6 +297,8 @@ def init(
         previous._closed = True
         previous._log_guard.remove()
     warm_prices()
+    if flush_on_sigterm:
+        flush_on_terminate(get_active)
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
     if instrument:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,27 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(300)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def demo_processes() -> list[str]:
-    """Command lines of demo services still running on this machine."""
+def demo_processes(tmp_path: Path) -> list[str]:
+    """Command lines of this checkout's demo services still running, and of the collector the
+    demo started on a database under ``tmp_path``."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
-        if "examples.multi_service." in cmdline and "pytest" not in cmdline and cwd == ROOT:
+        if cwd != ROOT or any(arg.endswith("pytest") for arg in argv[:3]):
+            continue
+        cmdline = " ".join(argv)
+        collector = "plyra_trace serve" in cmdline and str(tmp_path) in cmdline
+        if collector or "examples.multi_service." in cmdline:
             found.append(cmdline)
     return found
 
@@ -61,7 +56,7 @@ def run_demo(tmp_path: Path, requests: int, *extra: str) -> Path:
             "--interval",
             "0",
             "--port",
-            str(free_port()),
+            "0",  # any free port
             "--db",
             str(db),
             *extra,
@@ -120,7 +115,7 @@ def test_demo_one_trace_per_request_across_four_services(tmp_path):
     db = run_demo(tmp_path, 5)
     assert_one_trace_per_request(db, 5)
     time.sleep(0.5)
-    assert demo_processes() == []
+    assert demo_processes(tmp_path) == []
     if Path(CHROMIUM).exists():
         assert_trace_opens_in_the_browser(tmp_path)
 
@@ -156,7 +151,7 @@ def assert_trace_opens_in_the_browser(tmp_path: Path) -> None:
 def test_demo_with_redis_as_the_broker(tmp_path, redis_url):
     db = run_demo(tmp_path, 5, "--redis", redis_url)
     assert_one_trace_per_request(db, 5)
-    assert demo_processes() == []
+    assert demo_processes(tmp_path) == []
 
 
 def test_ctrl_c_twice_still_stops_every_service(tmp_path):
@@ -172,7 +167,7 @@ def test_ctrl_c_twice_still_stops_every_service(tmp_path):
             "--interval",
             "0",
             "--port",
-            str(free_port()),
+            "0",  # any free port
             "--db",
             str(tmp_path / "collector.db"),
         ],
@@ -190,17 +185,22 @@ def test_ctrl_c_twice_still_stops_every_service(tmp_path):
             output.append(line)
             if "the UI stays up until Ctrl-C" in line:
                 break
-        running = " ".join(demo_processes())
+        running = " ".join(demo_processes(tmp_path))
         for service in ("gateway", "researcher", "tools", "writer"):
             assert f"examples.multi_service.{service}" in running, "".join(output)
+        assert "plyra_trace serve" in running  # the collector is found too
         demo.send_signal(signal.SIGINT)
         time.sleep(0.2)  # the second one arrives while the first shutdown is under way
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 130, "".join(output) + demo.stdout.read()
     finally:
-        if demo.poll() is None:
-            demo.kill()
+        if demo.poll() is None:  # the test failed: stop it the way that stops its services
+            demo.terminate()
+            try:
+                demo.wait(60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
     deadline = time.monotonic() + 5
-    while demo_processes() and time.monotonic() < deadline:
+    while demo_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert demo_processes() == []
+    assert demo_processes(tmp_path) == []

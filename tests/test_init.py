@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -250,3 +251,38 @@ def test_forked_children_do_not_share_the_parents_export_connection(receiver):
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(pools) == 1  # the parent keeps its own
+
+
+_TERMINATED_SCRIPT = """
+import signal, sys, time
+import plyra_trace
+if sys.argv[2] == "own-handler":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+plyra_trace.init("term", endpoint=sys.argv[1], console=False, schedule_delay_millis=60_000)
+
+@plyra_trace.agent(name="worker")
+def work():
+    return 1
+
+work()
+print("READY", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("handler", ["default", "own-handler"])
+def test_sigterm_exports_the_queued_spans(receiver, handler):
+    """SIGTERM's default action skips atexit (docker stop, pods): the queued batch must still go;
+    an application's own SIGTERM handler is left in charge."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED_SCRIPT, receiver.url, handler],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "READY"
+    assert receiver.spans == []  # the export timer (60 s) has not fired
+    process.terminate()
+    code = process.wait(20)
+    assert code == (-signal.SIGTERM if handler == "default" else 3)
+    assert [s.name for s in receiver.spans] == ["worker"]

@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plyra-trace demo", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=None, help="stop sending after N requests")
     parser.add_argument("--exit", action="store_true", help="stop everything after the requests")
-    parser.add_argument("--port", type=int, default=8100, help="collector and UI port")
+    parser.add_argument(
+        "--port", type=int, default=8100, help="collector and UI port (0: any free one)"
+    )
     parser.add_argument("--redis", metavar="URL", help="use Redis as the Celery broker")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between requests")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, DB)")
@@ -231,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     port = args.port
-    if not _port_free(port):
+    if port == 0:  # any free port
+        port = _free_port()
+    elif not _port_free(port):
         free = _free_port()
         print(f"port {port} is in use; the collector uses port {free} instead", file=sys.stderr)
         port = free

@@ -9,6 +9,7 @@ enriches that span (handoff, session/user, agent, headers) instead of opening a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -31,10 +32,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _FASTAPI_TELEMETRY = "fastapi.telemetry"
 # Marks a request already traced by an outer PlyraMiddleware (nested middleware adds nothing).
 _EXCHANGE = "plyra_trace.exchange"
+_SHUTDOWN_FLUSH_SECONDS = 5.0
 
 
 class PlyraMiddleware:
-    """Trace every HTTP request and WebSocket connection of an ASGI app (lifespan: nothing).
+    """Trace every HTTP request and WebSocket connection of an ASGI app; at lifespan shutdown,
+    export the spans still queued (no spans for lifespan events).
 
     ``agent_name`` names the agent this service is (the receiver of incoming handoffs).
     ``excluded_urls`` are path regexes left untraced (health checks). ``trust_incoming=False``
@@ -56,6 +59,9 @@ class PlyraMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
+        if kind == "lifespan":
+            await self.app(scope, receive, _flushing_at_shutdown(send))
+            return
         if (kind != "http" and kind != "websocket") or _EXCHANGE in scope:
             await self.app(scope, receive, send)
             return
@@ -73,6 +79,32 @@ class PlyraMiddleware:
         finally:
             otel_context.detach(token)
             responder.close()
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """The lifespan ``send`` that exports queued spans before the app reports shutdown complete.
+
+    uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown with the default handler back in
+    place, so the process dies without running atexit and the SDK's exit flush never happens.
+    """
+
+    async def lifespan_send(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await _flush()
+        await send(message)
+
+    return lifespan_send
+
+
+async def _flush() -> None:
+    try:
+        from plyra_trace._config import get_active
+
+        handle = get_active()
+        if handle is not None:  # bounded: a dead collector cannot hold the shutdown
+            await asyncio.to_thread(handle.force_flush, _SHUTDOWN_FLUSH_SECONDS)
+    except Exception:
+        log_once("asgi.flush", "plyra_trace: could not flush spans at application shutdown")
 
 
 def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:

@@ -533,3 +533,32 @@ def test_fastapi_untrusted_caller_loses_its_baggage(exporter: InMemorySpanExport
     assert body == {"item": 1, "session": None}
     for span in exporter.get_finished_spans():
         assert "session.id" not in (span.attributes or {}), span.name
+
+
+def test_lifespan_shutdown_exports_the_queued_spans(receiver):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so atexit never runs: the middleware
+    flushes when the app reports lifespan shutdown complete."""
+    import os
+    import urllib.request
+
+    from tests.processes import ROOT, python_service
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with python_service("tests.integrations.asgi_shutdown_app", receiver.url, env=env) as port:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ask",
+            data=b'{"question": "why"}',
+            headers={"content-type": "application/json"},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the service never answered"
+                time.sleep(0.1)
+        assert receiver.spans == []  # the one-minute export timer has not fired
+    names = {span.name for span in receiver.spans}  # stopped with SIGTERM on leaving the block
+    assert {"POST /ask", "gateway"} <= names
