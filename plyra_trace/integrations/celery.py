@@ -38,6 +38,8 @@ from plyra_trace._propagation import (
 )
 from plyra_trace._safety import log_once
 
+__all__ = ["instrument", "uninstrument"]
+
 PROTOCOL: Final = "queue"
 _HEADERS: Final = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid")
 _SENT_AT: Final = "plyra_sent_at"

@@ -37,6 +37,14 @@ from plyra_trace._propagation import (
 )
 from plyra_trace._safety import log_once
 
+__all__ = [
+    "aio_client_interceptors",
+    "aio_server_interceptor",
+    "client_interceptor",
+    "instrument_channel",
+    "server_interceptor",
+]
+
 PROTOCOL: Final = "grpc"
 STATUS_CODE: Final = "rpc.grpc.status_code"
 

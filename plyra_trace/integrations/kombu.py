@@ -11,6 +11,9 @@ from plyra_trace._safety import log_once
 PROTOCOL = "queue"
 
 
+__all__ = ["continue_from_message", "inject_headers"]
+
+
 def inject_headers(headers: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Write trace context, session, user and handoff (``protocol=queue``) into message headers,
     in place; returns ``headers``. Never raises: on failure they are left as they were."""
