@@ -34,6 +34,7 @@ from plyra_trace._propagation import (
     outgoing_context,
     propagator,
     remote_parent,
+    take_pending_handoff,
 )
 from plyra_trace._safety import log_once
 
@@ -98,8 +99,10 @@ class _ServerCall:
         try:
             name, attributes = _rpc(getattr(details, "method", ""))
             received = extract_context(getattr(details, "invocation_metadata", None))
-            if remote_parent(received) is not None:
+            caller = remote_parent(received)
+            if caller is not None:
                 parent = continuation(received, PROTOCOL, agent_name)
+                attributes.update(take_pending_handoff(parent, caller) or {})  # one write
             else:  # a caller without context: a new trace (or the in-process one)
                 parent = otel_context.get_current()
             attributes.update(scope_attributes(parent) or {})
