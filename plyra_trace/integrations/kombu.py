@@ -8,10 +8,9 @@ from typing import Any
 from plyra_trace._propagation import continue_trace, extract_context, inject_context
 from plyra_trace._safety import log_once
 
-PROTOCOL = "queue"
-
-
 __all__ = ["continue_from_message", "inject_headers"]
+
+PROTOCOL = "queue"
 
 
 def inject_headers(headers: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
