@@ -298,7 +298,7 @@ def init(
         previous._log_guard.remove()
     warm_prices()
     if flush_on_sigterm:
-        flush_on_terminate(get_active)
+        flush_on_terminate(flush_active)
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
     if instrument:
@@ -311,6 +311,13 @@ def init(
 def get_active() -> PlyraTrace | None:
     """The handle of the ``init()`` in force, if any."""
     return _process.active
+
+
+def flush_active(timeout: float) -> bool:
+    """Export what the ``init()`` in force has queued, within ``timeout`` seconds (process exits:
+    SIGTERM, ASGI lifespan shutdown, Celery worker shutdown). False if nothing was flushed."""
+    handle = _process.active
+    return handle.force_flush(timeout) if handle is not None else False
 
 
 class _Fanout(SpanProcessor):

@@ -14,23 +14,16 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
 
 from plyra_trace._safety import log_once
 
 FLUSH_SECONDS = 3.0
-
-
-class _Flushable(Protocol):
-    def force_flush(self, timeout: float = ...) -> bool: ...
-
-
 _installed = False
 
 
-def flush_on_terminate(active: Callable[[], _Flushable | None]) -> None:
-    """Handle SIGTERM by flushing ``active()``, if SIGTERM still has its default action and this
-    is the main thread (an application's own handler is never replaced)."""
+def flush_on_terminate(flush: Callable[[float], bool]) -> None:
+    """Handle SIGTERM by calling ``flush(FLUSH_SECONDS)``, if SIGTERM still has its default action
+    and this is the main thread (an application's own handler is never replaced)."""
     global _installed
     if _installed or threading.current_thread() is not threading.main_thread():
         return
@@ -40,9 +33,7 @@ def flush_on_terminate(active: Callable[[], _Flushable | None]) -> None:
 
         def on_terminate(signum: int, frame: FrameType | None) -> None:
             try:
-                handle = active()
-                if handle is not None:
-                    handle.force_flush(FLUSH_SECONDS)
+                flush(FLUSH_SECONDS)
             except Exception:
                 log_once("terminate", "plyra_trace: could not flush spans at SIGTERM")
             finally:

@@ -98,11 +98,10 @@ def _flushing_at_shutdown(send: Send) -> Send:
 
 async def _flush() -> None:
     try:
-        from plyra_trace._config import get_active
+        from plyra_trace._config import flush_active
 
-        handle = get_active()
-        if handle is not None:  # bounded: a dead collector cannot hold the shutdown
-            await asyncio.to_thread(handle.force_flush, _SHUTDOWN_FLUSH_SECONDS)
+        # bounded: a dead collector cannot hold the shutdown
+        await asyncio.to_thread(flush_active, _SHUTDOWN_FLUSH_SECONDS)
     except Exception:
         log_once("asgi.flush", "plyra_trace: could not flush spans at application shutdown")
 

@@ -472,12 +472,10 @@ def _end_unfinished_publishes() -> None:
 def _flush(**_: Any) -> None:
     """Prefork children leave through os._exit: flush here, atexit never runs."""
     try:
-        from plyra_trace._config import get_active
+        from plyra_trace._config import flush_active
 
         _end_unfinished_publishes()
-        handle = get_active()
-        if handle is not None:
-            handle.force_flush(timeout=5.0)
+        flush_active(5.0)
     except Exception:
         log_once("celery-flush", "plyra_trace: could not flush spans at worker shutdown")
 
