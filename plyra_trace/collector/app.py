@@ -22,7 +22,7 @@ from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.openapi import openapi
 from plyra_trace.collector.otlp_http import export_traces
 from plyra_trace.collector.runtime import Runtime
-from plyra_trace.collector.storage import Storage
+from plyra_trace.collector.storage import Storage, StorageUnavailable
 from plyra_trace.ui import ui_routes
 
 
@@ -64,6 +64,13 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return api.JSON({"error": str(exc)}, status_code=400)
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The database is unreachable: 503 with a retry hint (the pool reconnects by itself)."""
+    return api.JSON(
+        {"error": "storage unavailable; retry later"}, status_code=503, headers={"retry-after": "1"}
+    )
+
+
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starlette:
     """A collector app; storage and writer start with the app's lifespan and stop with it."""
     routes: list[Any] = [
@@ -99,5 +106,5 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starl
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(AuthMiddleware, required=config.require_keys)],
-        exception_handlers={api.BadRequest: _bad_request},
+        exception_handlers={api.BadRequest: _bad_request, StorageUnavailable: _unavailable},
     )

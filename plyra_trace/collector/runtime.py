@@ -24,10 +24,11 @@ class Runtime:
 
     @classmethod
     def start(cls, config: CollectorConfig, storage: Storage | None = None) -> Runtime:
-        """Open storage and start the writer thread."""
+        """Open storage, start the writer thread, and announce other replicas' writes too."""
         storage = storage if storage is not None else open_storage(config.db_path)
         pricer = Pricer()
         broadcaster = Broadcaster()
+        storage.watch(broadcaster.publish_write)
         writer = Writer(
             storage,
             max_batch_spans=config.writer_max_batch_spans,

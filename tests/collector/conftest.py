@@ -1,4 +1,7 @@
-"""A real collector (uvicorn on 127.0.0.1, free port, temp SQLite) and helpers to send it OTLP."""
+"""A real collector (uvicorn on 127.0.0.1, free port) on either store, and helpers to send it OTLP.
+
+The ``collector`` fixture runs every test that uses it on SQLite (a temp file) and on PostgreSQL
+(a fresh database on a private cluster started once per session)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from plyra_trace.collector.app import create_app
 from plyra_trace.collector.config import CollectorConfig
+from tests.postgres_server import PostgresServer
+
+STORES = ("sqlite", "postgres")
 
 
 def free_port() -> int:
@@ -36,7 +42,8 @@ class Collector:
     """A running collector: ``url`` for OTLP, ``api`` (httpx client) for /api/v1."""
 
     url: str
-    db_path: Path
+    db: str
+    """The ``--db`` value: a SQLite file path or a PostgreSQL URL."""
     config: CollectorConfig
     api: httpx.Client
     grpc_port: int | None = None
@@ -146,12 +153,13 @@ def make_request(spans: Any, service: str = "svc", **resource: Any) -> ExportTra
     )
 
 
-def start_collector(tmp_path: Path, grpc: bool = False, **overrides: Any) -> Collector:
+def start_collector(
+    tmp_path: Path, grpc: bool = False, db: str | None = None, **overrides: Any
+) -> Collector:
     port = free_port()
     grpc_port = free_port() if grpc else None
-    config = CollectorConfig(
-        db_path=str(tmp_path / "collector.db"), port=port, grpc_port=grpc_port, **overrides
-    )
+    db = db or str(tmp_path / "collector.db")
+    config = CollectorConfig(db_path=db, port=port, grpc_port=grpc_port, **overrides)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config),
@@ -171,7 +179,7 @@ def start_collector(tmp_path: Path, grpc: bool = False, **overrides: Any) -> Col
     url = f"http://127.0.0.1:{port}"
     collector = Collector(
         url=url,
-        db_path=tmp_path / "collector.db",
+        db=db,
         config=config,
         api=httpx.Client(base_url=url, timeout=10),
         grpc_port=grpc_port,
@@ -187,8 +195,25 @@ def stop_collector(collector: Collector) -> None:
     thread.join(10)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster for the whole session."""
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=STORES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for an empty store of each kind."""
+    if request.param == "sqlite":
+        return str(tmp_path / "collector.db")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.database()
+
+
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
-    running = start_collector(tmp_path)
+def collector(tmp_path: Path, db: str) -> Iterator[Collector]:
+    running = start_collector(tmp_path, db=db)
     yield running
     stop_collector(running)

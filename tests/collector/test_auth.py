@@ -42,9 +42,9 @@ def test_keys_cli_stores_only_a_hash(capsys, tmp_path):
 
 
 @pytest.fixture
-def secured(tmp_path, capsys):
-    key_id, token = _create_key(capsys, tmp_path / "collector.db")
-    running = start_collector(tmp_path, require_keys=True)
+def secured(tmp_path, capsys, db):
+    key_id, token = _create_key(capsys, db)
+    running = start_collector(tmp_path, db=db, require_keys=True)
     yield running, key_id, token
     stop_collector(running)
 
@@ -86,7 +86,7 @@ def test_sdk_api_key_reaches_a_secured_collector(secured):
 
 def test_revoked_key_is_refused(secured, capsys):
     running, key_id, token = secured
-    assert main(["keys", "--db", str(running.db_path), "revoke", key_id]) == 0
+    assert main(["keys", "--db", running.db, "revoke", key_id]) == 0
     response = running.api.get("/api/v1/traces", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401
 

@@ -1,12 +1,15 @@
 """The storage interface: everything the collector keeps and asks, with no engine's SQL above it.
 
-:class:`Storage` is the whole contract between ingest/API and a backend. SQLite (embedded,
-WAL) is the default; a ClickHouse backend for larger deployments implements the same protocol.
+:class:`Storage` is the whole contract between ingest/API and a backend. Two stores implement it
+over one query layer (``_queries``, SQLAlchemy Core): SQLite (embedded, WAL; the default) and
+PostgreSQL (any number of collector replicas on one database). :func:`open_storage` picks one
+from a ``--db`` value: a file path or a ``postgresql://`` URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from plyra_trace.collector.model import (
@@ -73,7 +76,8 @@ class Storage(Protocol):
     def list_sessions(
         self, since_ns: int | None, until_ns: int | None, cursor: str | None, limit: int
     ) -> Page:
-        """Sessions (traces sharing a session id) with counts, cost and time span; newest first."""
+        """Sessions (traces sharing a session id) with counts, cost, time span and ``users`` (the
+        distinct users; ``user_id`` is the smallest, as in 0.3.0); newest first."""
         ...
 
     def facets(self, since_ns: int | None, until_ns: int | None) -> Row:
@@ -96,6 +100,16 @@ class Storage(Protocol):
         """The stored hash of an active key, or None."""
         ...
 
+    def delete_expired(self, cutoff_ns: int, max_traces: int) -> int:
+        """One short retention step: delete up to ``max_traces`` traces started before
+        ``cutoff_ns`` (PostgreSQL also drops day partitions wholly before it); how many went."""
+        ...
+
+    def watch(self, on_write: Callable[[WriteResult], None]) -> None:
+        """Call ``on_write`` (on a background thread) for writes other processes committed to
+        this store, so every replica's live stream shows every replica's spans."""
+        ...
+
     def count_spans(self) -> int:
         """How many spans are stored."""
         ...
@@ -105,11 +119,62 @@ class Storage(Protocol):
         ...
 
 
+class StorageUnavailable(RuntimeError):
+    """The database cannot be reached right now (ingest and API answer 503 and recover later)."""
+
+
+class StorageURLError(ValueError):
+    """A ``--db`` value names no store this collector can open."""
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def is_postgres(url: str) -> bool:
+    """True for a PostgreSQL URL (``postgresql://``, ``postgres://``)."""
+    found = _SCHEME.match(url)
+    return bool(found and found.group(1).lower() in _POSTGRES_SCHEMES)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"^([^:/]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def open_storage(url: str) -> Storage:
-    """The backend for a ``--db`` value: a SQLite file path (the only backend so far)."""
+    """The store for a ``--db`` value: a SQLite file path or a ``postgresql://`` URL.
+
+    Raises :class:`StorageURLError` for other schemes and :class:`StorageUnavailable` when the
+    database cannot be reached.
+    """
+    found = _SCHEME.match(url)
+    if found and not is_postgres(url):
+        scheme = found.group(1)
+        if scheme.lower() != "sqlite":
+            raise StorageURLError(
+                f"unsupported database URL scheme {scheme!r}: use a SQLite file path"
+                " or postgresql://user:password@host:port/dbname"
+            )
+        url = url[len(found.group(0)) :]
+    if is_postgres(url):
+        try:
+            from plyra_trace.collector.storage.postgres import PostgresStorage
+        except ImportError as error:
+            raise StorageURLError(
+                f"PostgreSQL needs: pip install 'plyra-trace[postgres]' ({error})"
+            ) from None
+        return PostgresStorage(url)
     from plyra_trace.collector.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(url)
 
 
-__all__ = ["Storage", "open_storage"]
+__all__ = [
+    "Storage",
+    "StorageURLError",
+    "StorageUnavailable",
+    "is_postgres",
+    "mask_url",
+    "open_storage",
+]

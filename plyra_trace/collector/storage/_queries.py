@@ -1,0 +1,468 @@
+"""Every read (and API-key write) of the collector, written once in SQLAlchemy Core for both stores.
+
+:class:`SqlReads` needs only an engine; the stores subclass it and add their bulk write path.
+A lost database connection surfaces as :class:`StorageUnavailable` (the API answers 503).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.elements import ColumnElement
+
+from plyra_trace.collector.model import CostDimension, Page, Row, TraceFilter
+from plyra_trace.collector.storage import StorageUnavailable
+from plyra_trace.collector.storage import _tables as t
+from plyra_trace.collector.storage._dialect import (
+    day_label,
+    distinct_list,
+    iavg,
+    isum,
+    p95,
+    p95_value,
+)
+
+_TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
+_HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
+_RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.traces)
+
+
+def encode_cursor(start_ns: int, key: str) -> str:
+    """An opaque keyset cursor (time and tie-breaking key)."""
+    return base64.urlsafe_b64encode(json.dumps([start_ns, key]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The keyset a cursor stands for; ValueError when it was not made by :func:`encode_cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        start, key = json.loads(raw)
+    except Exception:
+        raise ValueError("invalid cursor") from None
+    if not isinstance(start, int) or not isinstance(key, str):
+        raise ValueError("invalid cursor")
+    return start, key
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when an error means the database is gone (worth a 503 and a retry), not bad SQL."""
+    if isinstance(error, OperationalError):
+        return True
+    if isinstance(error, DBAPIError):
+        return bool(error.connection_invalidated)
+    name = type(error).__module__
+    return name.startswith("psycopg") and type(error).__name__ in (
+        "OperationalError",
+        "InterfaceError",
+    )
+
+
+def _window(column: Any, since_ns: int | None, until_ns: int | None) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if since_ns is not None:
+        clauses.append(column >= since_ns)
+    if until_ns is not None:
+        clauses.append(column < until_ns)
+    return clauses
+
+
+def _uses(column: Any, value: str) -> ColumnElement[bool]:
+    """The trace has a usage row (an agent, service... of its spans) with this value."""
+    return exists().where(t.usage.c.trace_id == t.traces.c.trace_id, column == value)
+
+
+def _trace_row(row: Row) -> Row:
+    row["complete"] = bool(row["complete"])
+    return row
+
+
+def _page(rows: list[Row], limit: int, time_key: str, id_key: str) -> Page:
+    more = len(rows) > limit
+    items = rows[:limit]
+    cursor = encode_cursor(items[-1][time_key], items[-1][id_key]) if more and items else None
+    return Page(items=items, next_cursor=cursor)
+
+
+class SqlReads:
+    """The read half of :class:`~plyra_trace.collector.storage.Storage`, over one engine."""
+
+    engine: Engine
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            if is_connection_error(error):
+                raise StorageUnavailable(str(error).splitlines()[0]) from error
+            raise
+
+    def _rows(self, statement: Any) -> list[Row]:
+        with self._guard(), self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(statement).mappings()]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self._guard(), self.engine.begin() as conn:
+            yield conn
+
+    def list_traces(self, where: TraceFilter, cursor: str | None, limit: int) -> Page:
+        """Trace summaries matching ``where``, newest first, keyset-paginated."""
+        tr = t.traces.c
+        clauses = _window(tr.start_ns, where.since_ns, where.until_ns)
+        for column, value in (
+            (tr.project, where.project),
+            (tr.session_id, where.session_id),
+            (tr.user_id, where.user_id),
+            (tr.status, where.status),
+        ):
+            if value is not None:
+                clauses.append(column == value)
+        if where.min_duration_ns is not None:
+            clauses.append(tr.duration_ns >= where.min_duration_ns)
+        if where.min_cost is not None:
+            clauses.append(tr.cost >= where.min_cost)
+        if where.service is not None:
+            clauses.append(_uses(t.usage.c.service, where.service))
+        if where.agent is not None:
+            clauses.append(_uses(t.usage.c.agent, where.agent))
+        if where.text:
+            named = exists().where(
+                t.spans.c.trace_id == tr.trace_id,
+                t.spans.c.name.icontains(where.text, autoescape=True),
+            )
+            clauses.append(or_(tr.root_name.icontains(where.text, autoescape=True), named))
+        if cursor:
+            start, key = decode_cursor(cursor)
+            clauses.append(or_(tr.start_ns < start, and_(tr.start_ns == start, tr.trace_id < key)))
+        statement = (
+            select(t.traces)
+            .where(*clauses)
+            .order_by(tr.start_ns.desc(), tr.trace_id.desc())
+            .limit(limit + 1)
+        )
+        rows = [_trace_row(r) for r in self._rows(statement)]
+        return _page(rows, limit, "start_ns", "trace_id")
+
+    def get_trace(self, trace_id: str) -> Row | None:
+        """Summary plus every span (hot columns and attributes), ordered by start time."""
+        found = self._rows(select(t.traces).where(t.traces.c.trace_id == trace_id))
+        if not found:
+            return None
+        trace = _trace_row(found[0])
+        trace["spans"] = self._rows(
+            select(t.spans)
+            .where(t.spans.c.trace_id == trace_id)
+            .order_by(t.spans.c.start_ns, t.spans.c.span_id)
+        )
+        return trace
+
+    def get_span(self, trace_id: str, span_id: str) -> Row | None:
+        """One span joined with its cold payload (resource, events, input and output)."""
+        s, p, r = t.spans, t.span_payloads, t.resources
+        statement = (
+            select(
+                s,
+                r.c.attributes.label("resource"),
+                p.c.events,
+                p.c.input_value,
+                p.c.input_mime,
+                p.c.output_value,
+                p.c.output_mime,
+            )
+            .select_from(
+                s.outerjoin(
+                    p, and_(p.c.trace_id == s.c.trace_id, p.c.span_id == s.c.span_id)
+                ).outerjoin(r, r.c.resource_id == s.c.resource_id)
+            )
+            .where(s.c.trace_id == trace_id, s.c.span_id == span_id)
+        )
+        rows = self._rows(statement)
+        if not rows:
+            return None
+        span = rows[0]
+        span["resource"] = span["resource"] or {}
+        span["events"] = span["events"] or []
+        return span
+
+    def trace_spans(self, trace_ids: Sequence[str]) -> list[Row]:
+        """Hot columns of all spans of the given traces."""
+        if not trace_ids:
+            return []
+        s = t.spans.c
+        return self._rows(
+            select(*_HOT)
+            .where(s.trace_id.in_(list(trace_ids)))
+            .order_by(s.trace_id, s.start_ns, s.span_id)
+        )
+
+    def find_trace_ids(
+        self,
+        *,
+        root_name: str | None,
+        agent: str | None,
+        since_ns: int | None,
+        until_ns: int | None,
+        limit: int,
+    ) -> list[str]:
+        """Newest trace ids with the given root name and/or containing the given agent."""
+        tr = t.traces.c
+        clauses = _window(tr.start_ns, since_ns, until_ns)
+        if root_name is not None:
+            clauses.append(tr.root_name == root_name)
+        if agent is not None:
+            clauses.append(_uses(t.usage.c.agent, agent))
+        statement = (
+            select(tr.trace_id)
+            .where(*clauses)
+            .order_by(tr.start_ns.desc(), tr.trace_id.desc())
+            .limit(limit)
+        )
+        return [r["trace_id"] for r in self._rows(statement)]
+
+    def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:
+        """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost)."""
+        u, h = t.usage.c, t.handoffs.c
+        nodes = self._rows(
+            select(
+                u.agent.label("id"),
+                isum(u.spans).label("spans"),
+                func.count(u.trace_id.distinct()).label("traces"),
+                isum(u.errors).label("errors"),
+                func.sum(u.cost).label("cost"),
+                isum(u.total_tokens).label("tokens"),
+            )
+            .where(u.agent.is_not(None), *_window(u.start_ns, since_ns, until_ns))
+            .group_by(u.agent)
+            .order_by(u.agent)
+        )
+        count = func.count()
+        edges = self._rows(
+            select(
+                h.from_agent.label("from"),
+                h.to_agent.label("to"),
+                h.protocol,
+                count.label("count"),
+                func.coalesce(isum(h.error), 0).label("errors"),
+                iavg(h.duration_ns).label("avg_ns"),
+                func.sum(h.cost).label("cost"),
+                p95(h.duration_ns).label("p95_ns"),
+            )
+            .where(*_window(h.start_ns, since_ns, until_ns))
+            .group_by(h.from_agent, h.to_agent, h.protocol)
+            .order_by(count.desc(), h.from_agent, h.to_agent, h.protocol)
+        )
+        for edge in edges:
+            edge["p95_ns"] = p95_value(edge["p95_ns"])
+        known = {node["id"] for node in nodes}
+        for edge in edges:
+            for agent in (edge["from"], edge["to"]):
+                if agent not in known:
+                    known.add(agent)
+                    nodes.append(
+                        {
+                            "id": agent,
+                            "spans": 0,
+                            "traces": 0,
+                            "errors": 0,
+                            "cost": None,
+                            "tokens": 0,
+                        }
+                    )
+        return {"nodes": nodes, "edges": edges}
+
+    def cost_breakdown(
+        self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int
+    ) -> list[Row]:
+        """Tokens and cost grouped by ``by``; cost None when nothing in the group was priced."""
+        if by in ("model", "agent", "service", "project", "day"):
+            u = t.usage.c
+            key = day_label(u.day) if by == "day" else u[by]
+            cost = func.sum(u.cost)
+            statement = (
+                select(
+                    key.label("key"),
+                    isum(u.llm_calls).label("calls"),
+                    isum(u.input_tokens).label("input_tokens"),
+                    isum(u.output_tokens).label("output_tokens"),
+                    isum(u.total_tokens).label("total_tokens"),
+                    cost.label("cost"),
+                    isum(u.unpriced).label("unpriced"),
+                )
+                .where(*_window(u.start_ns, since_ns, until_ns))
+                .group_by(key)
+                .having(func.sum(u.llm_calls) > 0)
+            )
+        elif by in _TRACE_DIMENSIONS:
+            tr = t.traces.c
+            key = tr[_TRACE_DIMENSIONS[by]]
+            cost = func.sum(tr.cost)
+            statement = (
+                select(
+                    key.label("key"),
+                    func.count().label("traces"),
+                    *(
+                        func.coalesce(isum(tr[column]), 0).label(label)
+                        for column, label in (
+                            ("span_count", "spans"),
+                            ("input_tokens", "input_tokens"),
+                            ("output_tokens", "output_tokens"),
+                            ("total_tokens", "total_tokens"),
+                        )
+                    ),
+                    cost.label("cost"),
+                    func.coalesce(isum(tr.unpriced_count), 0).label("unpriced"),
+                )
+                .where(key.is_not(None), *_window(tr.start_ns, since_ns, until_ns))
+                .group_by(key)
+            )
+        else:
+            raise ValueError(f"unknown cost dimension {by!r}")
+        return self._rows(statement.order_by(cost.is_(None), cost.desc(), key).limit(limit))
+
+    def list_sessions(
+        self, since_ns: int | None, until_ns: int | None, cursor: str | None, limit: int
+    ) -> Page:
+        """Sessions newest first (by their latest trace), keyset-paginated.
+
+        ``users`` lists the session's distinct users; ``user_id`` (the smallest) stays for
+        clients of 0.3.0.
+        """
+        tr = t.traces.c
+        last = func.max(tr.start_ns)
+        statement: Select[Any] = (
+            select(
+                tr.session_id,
+                func.count().label("traces"),
+                isum(tr.span_count).label("spans"),
+                isum(tr.error_count).label("errors"),
+                isum(tr.total_tokens).label("total_tokens"),
+                func.sum(tr.cost).label("cost"),
+                isum(tr.unpriced_count).label("unpriced"),
+                func.min(tr.start_ns).label("first_ns"),
+                last.label("last_start_ns"),
+                func.max(tr.end_ns).label("last_end_ns"),
+                func.min(tr.user_id).label("user_id"),
+                distinct_list(tr.user_id).label("users"),
+            )
+            .where(tr.session_id.is_not(None), *_window(tr.start_ns, since_ns, until_ns))
+            .group_by(tr.session_id)
+        )
+        if cursor:
+            start, key = decode_cursor(cursor)
+            statement = statement.having(
+                or_(last < start, and_(last == start, tr.session_id < key))
+            )
+        rows = self._rows(statement.order_by(last.desc(), tr.session_id.desc()).limit(limit + 1))
+        for row in rows:
+            row["users"] = sorted(u for u in row["users"] or () if u is not None)
+        return _page(rows, limit, "last_start_ns", "session_id")
+
+    def facets(self, since_ns: int | None, until_ns: int | None) -> Row:
+        """Distinct values of each filterable dimension, from the usage roll-up."""
+        u = t.usage.c
+        window = _window(u.start_ns, since_ns, until_ns)
+        out: Row = {}
+        for name, column in (
+            ("projects", u.project),
+            ("services", u.service),
+            ("agents", u.agent),
+            ("models", u.model),
+        ):
+            rows = self._rows(
+                select(column.label("value"))
+                .distinct()
+                .where(column.is_not(None), *window)
+                .order_by(column)
+                .limit(1000)
+            )
+            out[name] = [row["value"] for row in rows]
+        return out
+
+    def add_key(self, key_id: str, name: str, secret_hash: str, created_ns: int) -> None:
+        """Insert an API key row (committed at once)."""
+        with self._transaction() as conn:
+            conn.execute(
+                insert(t.api_keys).values(
+                    key_id=key_id, name=name, secret_hash=secret_hash, created_ns=created_ns
+                )
+            )
+
+    def list_keys(self) -> list[Row]:
+        """All keys, oldest first, without their hashes."""
+        k = t.api_keys.c
+        return self._rows(
+            select(k.key_id, k.name, k.created_ns, k.revoked_ns).order_by(k.created_ns, k.key_id)
+        )
+
+    def revoke_key(self, key_id: str, revoked_ns: int) -> bool:
+        """Mark a key revoked; True if an active key was revoked."""
+        k = t.api_keys.c
+        with self._transaction() as conn:
+            result = conn.execute(
+                update(t.api_keys)
+                .where(k.key_id == key_id, k.revoked_ns.is_(None))
+                .values(revoked_ns=revoked_ns)
+            )
+        return result.rowcount == 1
+
+    def key_hash(self, key_id: str) -> str | None:
+        """Hash of an active key."""
+        k = t.api_keys.c
+        rows = self._rows(select(k.secret_hash).where(k.key_id == key_id, k.revoked_ns.is_(None)))
+        return str(rows[0]["secret_hash"]) if rows else None
+
+    def count_spans(self) -> int:
+        """Number of stored spans."""
+        return int(self._rows(select(func.count().label("n")).select_from(t.spans))[0]["n"])
+
+    def trace_summaries(self, trace_ids: Sequence[str]) -> list[Row]:
+        """Summary rows of the given traces (what the live stream announces)."""
+        if not trace_ids:
+            return []
+        statement = select(t.traces).where(t.traces.c.trace_id.in_(list(trace_ids)))
+        return [_trace_row(r) for r in self._rows(statement)]
+
+    # --- retention ----------------------------------------------------------------------------
+    def _expired_ids(self, conn: Connection, cutoff_ns: int, max_traces: int) -> list[str]:
+        tr = t.traces.c
+        statement = (
+            select(tr.trace_id)
+            .where(tr.start_ns < cutoff_ns)
+            .order_by(tr.start_ns)
+            .limit(max_traces)
+        )
+        return [row[0] for row in conn.execute(statement)]
+
+    def _delete_traces(self, conn: Connection, trace_ids: list[str]) -> None:
+        for table in _RETENTION_TABLES:
+            conn.execute(delete(table).where(table.c.trace_id.in_(trace_ids)))
+
+    def _one(self, statement: Any) -> Any:
+        rows = self._rows(statement)
+        return next(iter(rows[0].values())) if rows else None
+
+
+def has_expired(store: SqlReads, cutoff_ns: int) -> bool:
+    """Whether any trace started before ``cutoff_ns`` is still stored."""
+    tr = t.traces.c
+    return bool(store._one(select(literal(1)).where(tr.start_ns < cutoff_ns).limit(1)))
