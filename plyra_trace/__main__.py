@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 _Command = Callable[[argparse.Namespace], int]
 
@@ -19,6 +21,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _db(args: argparse.Namespace) -> str:
+    """The store to use: ``--db``, else ``$PLYRA_DB``, else the default SQLite file."""
+    from plyra_trace.collector.config import DEFAULT_DB
+
+    return str(args.db or os.environ.get("PLYRA_DB") or DEFAULT_DB)
+
+
+def _open(db: str) -> Any:
+    """Open a store, or print one line saying why not (password masked) and return None."""
+    from plyra_trace.collector.storage import (
+        StorageUnavailable,
+        StorageURLError,
+        open_storage,
+    )
+    from plyra_trace.collector.storage._migrate import SchemaTooNew
+
+    try:
+        return open_storage(db)
+    except (StorageUnavailable, StorageURLError, SchemaTooNew) as error:
+        print(f"plyra-trace: {error}", file=sys.stderr)
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Run the collector until interrupted (imported lazily: it needs the collector extra)."""
     try:
@@ -26,45 +51,77 @@ def _serve(args: argparse.Namespace) -> int:
 
         from plyra_trace.collector.app import create_app
         from plyra_trace.collector.config import CollectorConfig
-        from plyra_trace.collector.storage import open_storage
+        from plyra_trace.collector.storage import is_postgres, mask_url
     except ImportError as error:
         print(
             f"the collector needs: pip install 'plyra-trace[collector]' ({error})", file=sys.stderr
         )
         return 1
+    db = _db(args)
+    if args.workers < 1:
+        print("plyra-trace: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not is_postgres(db):
+        print(
+            "plyra-trace: --workers needs a PostgreSQL --db (postgresql://...): a SQLite file has"
+            " one writer, so it is served by one process",
+            file=sys.stderr,
+        )
+        return 2
+    if args.retention_days is not None and args.retention_days <= 0:
+        print("plyra-trace: --retention-days must be positive", file=sys.stderr)
+        return 2
+    # Opening the store here checks it is reachable and migrates it once, before any worker.
+    storage = _open(db)
+    if storage is None:
+        return 1
     public = not _is_loopback(args.host)
-    if public and not args.open:
-        storage = open_storage(args.db)
-        try:
-            active = [k for k in storage.list_keys() if k["revoked_ns"] is None]
-        finally:
-            storage.close()
-        if not active:
-            print(
-                f"refusing to listen on {args.host} without API keys: create one with"
-                f" `plyra-trace keys create --db {args.db}`, or pass --open to run without them.",
-                file=sys.stderr,
-            )
-            return 2
+    try:
+        active = [k for k in storage.list_keys() if k["revoked_ns"] is None]
+    finally:
+        storage.close()
+    if public and not args.open and not active:
+        print(
+            f"refusing to listen on {args.host} without API keys: create one with"
+            f" `plyra-trace keys create --db {mask_url(db)}`, or pass --open to run without them.",
+            file=sys.stderr,
+        )
+        return 2
     config = CollectorConfig(
-        db_path=args.db,
+        db_path=db,
         host=args.host,
         port=args.port,
         grpc_port=args.grpc_port,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         require_keys=public and not args.open,
+        retention_days=args.retention_days,
     )
-    app = create_app(config)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}"
-    print(f"plyra-trace collector on {url} (storage: {args.db})", flush=True)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"plyra-trace collector on {url} (storage: {mask_url(db)}{workers})", flush=True)
     key_hint = ', api_key="pt_..."' if config.require_keys else ""
     print(f'  send traces with plyra_trace.init(endpoint="{url}"{key_hint})', flush=True)
     if args.grpc_port is not None:
         print(f"  OTLP/gRPC on {shown}:{args.grpc_port}", flush=True)
+    if args.workers > 1:
+        from plyra_trace.collector import workers as processes
+
+        processes.export_config(config)
+        uvicorn.run(
+            processes.FACTORY,
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        return 0
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
+            create_app(config),
             host=args.host,
             port=args.port,
             log_level=args.log_level,
@@ -82,9 +139,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     """Create, list or revoke API keys in the collector's database."""
     from plyra_trace.collector import auth
-    from plyra_trace.collector.storage import open_storage
 
-    storage = open_storage(args.db)
+    storage = _open(_db(args))
+    if storage is None:
+        return 1
     try:
         if args.keys_command == "create":
             key_id, token = auth.create_key(storage, args.name)
@@ -105,29 +163,49 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from plyra_trace.collector.config import DEFAULT_DB, DEFAULT_PORT
+    from plyra_trace.collector.config import DEFAULT_PORT
+
+    db_help = (
+        "a SQLite file or postgresql://user:pass@host:port/db"
+        " (default: $PLYRA_DB, else plyra-trace.db)"
+    )
 
     parser = argparse.ArgumentParser(prog="plyra-trace", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector: OTLP in, JSON API and UI out")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (OTLP, API, UI)")
-    serve.add_argument("--db", default=DEFAULT_DB, help="SQLite database file")
+    serve.add_argument("--db", default=None, help=db_help)
     serve.add_argument("--grpc-port", type=int, default=None, help="also accept OTLP/gRPC here")
     serve.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit")
     serve.add_argument("--log-level", default="warning", help="uvicorn log level")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes serving one port (PostgreSQL only)"
+    )
+    serve.add_argument(
+        "--retention-days",
+        type=float,
+        default=None,
+        help="delete traces older than this many days (at start-up, then every few minutes)",
+    )
     serve.add_argument(
         "--open", action="store_true", help="on a non-loopback address, do not require API keys"
     )
     serve.set_defaults(run=_serve)
     keys = commands.add_parser("keys", help="manage API keys (sent as init(api_key=...))")
-    keys.add_argument("--db", default=DEFAULT_DB, help="SQLite database file")
+    keys.add_argument("--db", default=None, help=db_help)
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", default="default", help="a label for the key")
-    key_commands.add_parser("list", help="list keys (ids and names, never secrets)")
+    listing = key_commands.add_parser("list", help="list keys (ids and names, never secrets)")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    for command in (
+        create,
+        listing,
+        revoke,
+    ):  # `keys create --db X` as well as `keys --db X create`
+        command.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     keys.set_defaults(run=_keys)
     commands.add_parser(
         "demo", help="run the multi-service demo: collector, UI and four agent services"

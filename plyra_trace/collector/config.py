@@ -14,6 +14,7 @@ class CollectorConfig:
     """Where the collector listens and stores, and how much one request may carry."""
 
     db_path: str = DEFAULT_DB
+    """A SQLite file path or a ``postgresql://`` URL."""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     grpc_port: int | None = None
@@ -31,3 +32,5 @@ class CollectorConfig:
     """Refuse OTLP and API requests without a valid API key (always on for non-loopback binds)."""
     writer_max_batch_spans: int = 20_000
     """Spans the writer commits together in one transaction, at most."""
+    retention_days: float | None = None
+    """Delete traces whose root started longer ago than this (None: keep everything)."""

@@ -8,6 +8,7 @@ from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.events import Broadcaster
 from plyra_trace.collector.normalise import Normaliser
 from plyra_trace.collector.pricing import Pricer
+from plyra_trace.collector.retention import Retention
 from plyra_trace.collector.storage import Storage, open_storage
 from plyra_trace.collector.writer import Writer
 
@@ -21,6 +22,7 @@ class Runtime:
     normaliser: Normaliser
     writer: Writer
     broadcaster: Broadcaster
+    retention: Retention | None = None
 
     @classmethod
     def start(cls, config: CollectorConfig, storage: Storage | None = None) -> Runtime:
@@ -34,9 +36,14 @@ class Runtime:
             max_batch_spans=config.writer_max_batch_spans,
             on_commit=broadcaster.publish_write,
         )
-        return cls(config, storage, Normaliser(config, pricer), writer, broadcaster)
+        retention = None
+        if config.retention_days is not None:
+            retention = Retention(storage, config.retention_days)
+        return cls(config, storage, Normaliser(config, pricer), writer, broadcaster, retention)
 
     def stop(self) -> None:
-        """Commit queued spans, stop the writer, close storage."""
+        """Stop retention, commit queued spans, stop the writer, close storage."""
+        if self.retention is not None:
+            self.retention.stop()
         self.writer.stop()
         self.storage.close()

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from typing import Final
 
 from plyra_trace.collector.model import SpanRecord, WriteResult
-from plyra_trace.collector.storage import Storage
+from plyra_trace.collector.storage import Storage, StorageUnavailable
 
 _log = logging.getLogger(__name__)
 _STOP: Final = None
@@ -93,11 +93,16 @@ class Writer:
         try:
             committed = [span for spans, _ in batch for span in spans]
             result = self._storage.write(committed)
-        except Exception:
-            if len(batch) > 1:
+        except Exception as error:
+            if len(batch) > 1 and not isinstance(error, StorageUnavailable):
                 # One bad request must not fail the others it happened to be batched with.
                 for item in batch:
                     self._commit([item])
+                return
+            if isinstance(error, StorageUnavailable):
+                _log.warning("database unavailable; %d requests answered 503", len(batch))
+                for _, future in batch:
+                    future.set_exception(error)
                 return
             _log.exception("could not store %d spans", len(batch[0][0]))
             batch[0][1].set_exception(RuntimeError("storage failed; the spans were not stored"))
