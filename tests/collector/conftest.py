@@ -6,6 +6,7 @@ The ``collector`` fixture runs every test that uses it on SQLite (a temp file) a
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
 import time
@@ -81,6 +82,18 @@ class Collector:
             if time.monotonic() > deadline:
                 raise AssertionError("timed out waiting for the collector")
             time.sleep(0.02)
+
+
+def sse_events(url: str, timeout: float = 20) -> Iterator[tuple[str, Any]]:
+    """(event, data) pairs of a live stream (``ready`` first), parsed from the wire."""
+    with httpx.stream("GET", f"{url}/api/v1/stream", timeout=timeout) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                yield kind, json.loads(line[6:])
 
 
 def _value(value: Any) -> AnyValue:
