@@ -8,9 +8,18 @@ batch), plus API latencies (trace list, cost by model, agents graph) measured wh
 ``--preload 1000000`` first stores that many spans (straight through the storage layer), so the
 query latencies are those of a large database.
 
-Targets (2 cores): trace list p50 < 30 ms and cost/graph < 300 ms at 1M spans, during ingest.
+``--store postgres`` runs the same on a private PostgreSQL cluster started for the run (or
+``--store postgresql://...`` on an existing database); ``--workers N`` serves with N processes
+(PostgreSQL only). The collector's CPU seconds (all its processes) per 100k spans are printed: what
+sizes a bigger machine. ``--expired N`` first stores N spans dated three days ago and serves with
+``--retention-days 1``: the senders' slowest acknowledgement then shows the ingest stall while
+retention deletes them (compare with the same run without ``--expired``).
+
+Targets (2 cores): trace list p50 < 30 ms and cost/graph < 300 ms at 1M spans, during ingest;
+>= 25k spans/s per process; retention stall < 200 ms.
 
 Run: uv run python benchmarks/collector.py [--batches 200] [--senders 2] [--preload N]
+     [--store sqlite|postgres|postgresql://...] [--workers N] [--expired N]
 """
 
 from __future__ import annotations
@@ -44,9 +53,9 @@ def _kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def encode_batch(seed: int) -> bytes:
+def encode_batch(seed: int, now: int | None = None) -> bytes:
     """One 512-span export request; ``seed`` makes its trace ids unique."""
-    now = time.time_ns()
+    now = now if now is not None else time.time_ns()
     spans = []
     for t in range(TRACES_PER_BATCH):
         trace_id = (seed * TRACES_PER_BATCH + t + 1).to_bytes(16, "big")
@@ -89,15 +98,18 @@ def _sender(
 ) -> None:
     bodies = [encode_batch(first_seed + i * stride) for i in range(batches)]
     acked = 0
+    slowest = 0.0
     with httpx.Client(timeout=60) as client:
         started = time.perf_counter()
         for body in bodies:
+            sent = time.perf_counter()
             response = client.post(
                 url, content=body, headers={"content-type": "application/x-protobuf"}
             )
+            slowest = max(slowest, time.perf_counter() - sent)
             if response.status_code == 200:
                 acked += BATCH
-        out.put((acked, started, time.perf_counter()))
+        out.put((acked, started, time.perf_counter(), slowest))
 
 
 QUERIES = {
@@ -107,20 +119,20 @@ QUERIES = {
 }
 
 
-def _preload(path: Path, spans: int) -> None:
+def _preload(db: str, spans: int, age_ns: int = 0, first_seed: int = 2 * 10**8) -> None:
     """Store ``spans`` spans through the storage layer (as the writer would), before serving."""
     from plyra_trace.collector.config import CollectorConfig
     from plyra_trace.collector.normalise import Normaliser
     from plyra_trace.collector.pricing import Pricer
-    from plyra_trace.collector.storage.sqlite import SQLiteStorage
+    from plyra_trace.collector.storage import open_storage
 
     normaliser = Normaliser(CollectorConfig(), Pricer())
-    storage = SQLiteStorage(str(path))
+    storage = open_storage(db)
     started = time.perf_counter()
     pending = []
-    for seed in range(2 * 10**8, 2 * 10**8 + spans // BATCH):
+    for seed in range(first_seed, first_seed + spans // BATCH):
         request = ExportTraceServiceRequest()
-        request.ParseFromString(encode_batch(seed))
+        request.ParseFromString(encode_batch(seed, time.time_ns() - age_ns))
         pending += normaliser.request(request).spans
         if len(pending) >= 16 * BATCH:
             storage.write(pending)
@@ -155,27 +167,51 @@ def _sqlite_baseline(path: Path, spans: int) -> float:
     return spans / elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200, help="batches per sender")
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--preload", type=int, default=0, help="spans stored before the run")
+    parser.add_argument("--store", default="sqlite", help="sqlite, postgres or a postgresql:// URL")
+    parser.add_argument("--workers", type=int, default=1, help="collector processes")
+    parser.add_argument("--expired", type=int, default=0, help="3-day-old spans to retain away")
     args = parser.parse_args()
+    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
+        db = f"{tmp}/bench.db"
+        if args.store == "postgres":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.postgres_server import PostgresServer
+
+            cluster = PostgresServer()
+            db = cluster.database()
+        elif args.store != "sqlite":
+            db = args.store
         if args.preload:
-            _preload(Path(tmp) / "bench.db", args.preload)
+            _preload(db, args.preload)
+        if args.expired:
+            _preload(db, args.expired, age_ns=3 * 86_400 * 10**9, first_seed=3 * 10**8)
         port = _free_port()
+        extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+        extra += ["--retention-days", "1"] if args.expired else []
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plyra_trace",
-                "serve",
-                "--port",
-                str(port),
-                "--db",
-                f"{tmp}/bench.db",
-            ],
+            [sys.executable, "-m", "plyra_trace", "serve", "--port", str(port), "--db", db, *extra],
             stdout=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
@@ -211,6 +247,7 @@ def main() -> None:
                             latencies[name].append((time.perf_counter() - started) * 1000)
                         time.sleep(0.05)
 
+            cpu_before = _cpu_seconds(server.pid)
             for process in senders:
                 process.start()
             querier = threading.Thread(target=_query, daemon=True)
@@ -220,15 +257,25 @@ def main() -> None:
             for process in senders:
                 process.join()
             querier.join()
+            cpu = _cpu_seconds(server.pid) - cpu_before
             acked = sum(r[0] for r in results)
             elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+            slowest = max(r[3] for r in results)
             stored = httpx.get(f"{base}/api/v1/health").json()["spans"]
         finally:
             server.terminate()
             server.wait(10)
+            if cluster is not None:
+                cluster.close()
         baseline = _sqlite_baseline(Path(tmp) / "baseline.db", acked)
     rate = acked / elapsed
-    print(f"cores: {os.cpu_count()}, senders: {args.senders}, batch: {BATCH} spans")
+    print(
+        f"cores: {os.cpu_count()}, senders: {args.senders}, batch: {BATCH} spans,"
+        f" store: {args.store}, workers: {args.workers}"
+    )
+    print(f"collector CPU: {cpu / acked * 100_000:.1f} s per 100k spans")
+    expired = f" (retention deleting {args.expired:,} expired spans)" if args.expired else ""
+    print(f"slowest acknowledgement: {slowest * 1000:.0f} ms{expired}")
     print(
         f"collector ingest over HTTP: {rate:,.0f} spans/s"
         f" ({acked:,} acknowledged, {stored:,} stored)"

@@ -54,6 +54,12 @@ def _partition_name(table: Table, day: int) -> str:
     return f"{table.name}_d{datetime.fromtimestamp(day * 86_400, UTC):%Y%m%d}"
 
 
+def _day_end(day: int) -> str:
+    """The partition's exclusive upper bound (MAXVALUE where a bigint would overflow)."""
+    end = (day + 1) * DAY_NS
+    return str(end) if end < 2**63 else "MAXVALUE"
+
+
 def _partition_day(name: str) -> int | None:
     _, _, stamp = name.rpartition("_d")
     try:
@@ -129,7 +135,7 @@ class PostgresStorage(SqlReads):
                     conn.exec_driver_sql(
                         f"CREATE TABLE IF NOT EXISTS {_partition_name(table, day)}"
                         f" PARTITION OF {table.name}"
-                        f" FOR VALUES FROM ({day * DAY_NS}) TO ({(day + 1) * DAY_NS})"
+                        f" FOR VALUES FROM ({day * DAY_NS}) TO ({_day_end(day)})"
                     )
         with self._days_lock:
             self._days.update(missing)
