@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Callable, Sequence
 
 _Command = Callable[[argparse.Namespace], int]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,13 +16,14 @@ def _serve(args: argparse.Namespace) -> int:
 
         from plyra_trace.collector.app import create_app
         from plyra_trace.collector.config import CollectorConfig
+        from plyra_trace.collector.hosts import is_loopback
         from plyra_trace.collector.storage import open_storage
     except ImportError as error:
         print(
             f"the collector needs: pip install 'plyra-trace[collector]' ({error})", file=sys.stderr
         )
         return 1
-    public = not _is_loopback(args.host)
+    public = not is_loopback(args.host)
     if public and not args.open:
         storage = open_storage(args.db)
         try:
@@ -52,7 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         grpc_port=args.grpc_port,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_inflight_bytes=int(args.max_inflight_mb * 1024 * 1024),
         require_keys=public and not args.open,
+        open_access=args.open,
+        allowed_hosts=tuple(args.allowed_host),
     )
     app = create_app(config)
     shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -105,7 +99,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from plyra_trace.collector.config import DEFAULT_DB, DEFAULT_PORT
+    from plyra_trace.collector.config import DEFAULT_DB, DEFAULT_MAX_INFLIGHT_MB, DEFAULT_PORT
 
     parser = argparse.ArgumentParser(prog="plyra-trace", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,9 +109,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=DEFAULT_DB, help="SQLite database file")
     serve.add_argument("--grpc-port", type=int, default=None, help="also accept OTLP/gRPC here")
     serve.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit")
+    serve.add_argument(
+        "--max-inflight-mb",
+        type=float,
+        default=DEFAULT_MAX_INFLIGHT_MB,
+        help="request bodies held before they are stored; past it ingest answers 503 +"
+        f" Retry-After (default {DEFAULT_MAX_INFLIGHT_MB})",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name answered besides loopback ones on a loopback or --open collector"
+        " (repeatable; DNS-rebinding defence)",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level")
     serve.add_argument(
-        "--open", action="store_true", help="on a non-loopback address, do not require API keys"
+        "--open",
+        action="store_true",
+        help="on a non-loopback address, serve without API keys until one is created"
+        " (the Host check then applies)",
     )
     serve.set_defaults(run=_serve)
     keys = commands.add_parser("keys", help="manage API keys (sent as init(api_key=...))")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plyra_trace.collector.auth import KeyGate
+from plyra_trace.collector.backpressure import InflightBudget
 from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.events import Broadcaster
 from plyra_trace.collector.normalise import Normaliser
@@ -21,6 +23,8 @@ class Runtime:
     normaliser: Normaliser
     writer: Writer
     broadcaster: Broadcaster
+    budget: InflightBudget
+    keys: KeyGate
 
     @classmethod
     def start(cls, config: CollectorConfig, storage: Storage | None = None) -> Runtime:
@@ -33,7 +37,10 @@ class Runtime:
             max_batch_spans=config.writer_max_batch_spans,
             on_commit=broadcaster.publish_write,
         )
-        return cls(config, storage, Normaliser(config, pricer), writer, broadcaster)
+        budget = InflightBudget(config.max_inflight_bytes)
+        keys = KeyGate(storage, always=config.require_keys)
+        normaliser = Normaliser(config, pricer)
+        return cls(config, storage, normaliser, writer, broadcaster, budget, keys)
 
     def stop(self) -> None:
         """Commit queued spans, stop the writer, close storage."""
