@@ -290,10 +290,16 @@ async def facets(request: Request) -> JSON:
 
 
 async def health(request: Request) -> JSON:
-    """Liveness (public), plus the stored span count for those who may read data."""
+    """Liveness (public); for those who may read data also the stored span count, the request
+    bytes waiting to be stored and how many requests were throttled so far."""
     if not request.scope.get(AUTHENTICATED, True):
         return JSON({"status": "ok"})
-    return JSON({"status": "ok", "spans": await _call(_runtime(request).storage.count_spans)})
+    runtime = _runtime(request)
+    spans = await _call(runtime.storage.count_spans)
+    budget = runtime.budget
+    return JSON(
+        {"status": "ok", "spans": spans, "inflight_bytes": budget.held, "throttled": budget.refused}
+    )
 
 
 async def stream(request: Request) -> StreamingResponse:

@@ -2,7 +2,8 @@
 
 Bodies are held against the in-flight budget (``backpressure.py``): a declared Content-Length is
 checked before a byte is read, a streamed body chunk by chunk, an inflated body by its new size;
-past the budget the answer is 503 with ``Retry-After`` and the rest of the body is never read.
+past the budget the answer is 503 with ``Retry-After``, and the rest of the body is read and dropped
+(never kept) so the sender sees the answer.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class _Hold:
     def __init__(self, budget: InflightBudget) -> None:
         self.budget = budget
         self.size = 0
+        self.complete = False  # the whole body has been received
 
     def grow_to(self, size: int) -> None:
         if size > self.size:
@@ -47,6 +49,10 @@ async def export_traces(request: Request) -> Response:
     try:
         return await _export(request, runtime, hold)
     except _Throttled:
+        runtime.budget.give_back(hold.size)
+        hold.size = 0
+        if not hold.complete:
+            await _discard_rest(request)
         return _throttled(runtime)
     finally:
         runtime.budget.give_back(hold.size)
@@ -103,7 +109,12 @@ async def _read_body(request: Request, limit: int, hold: _Hold) -> bytes:
         hold.grow_to(size)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while not hold.complete:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        hold.complete = not message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise IngestError(413, f"body is over the {limit}-byte limit")
@@ -112,11 +123,19 @@ async def _read_body(request: Request, limit: int, hold: _Hold) -> bytes:
     return b"".join(chunks)
 
 
+async def _discard_rest(request: Request) -> None:
+    """Read and drop what is left of a refused body (never kept), so the sender, still writing
+    it, reads the 503 instead of a reset connection; the body limit bounds this."""
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 def _throttled(runtime: Runtime) -> Response:
-    """OTLP's throttling answer; the connection closes since the body was left unread."""
+    """OTLP's throttling answer."""
     response = _error(503, THROTTLED_REASON)
     response.headers["retry-after"] = str(runtime.config.retry_after_seconds)
-    response.headers["connection"] = "close"
     return response
 
 
