@@ -303,22 +303,26 @@ async def health(request: Request) -> JSON:
 
 
 async def stream(request: Request) -> StreamingResponse:
-    """Server-Sent Events: ``spans``, ``trace`` and ``edge`` events as writes commit."""
+    """Server-Sent Events: ``ready``, then ``update`` events (spans committed, the latest
+    summary of each changed trace and edge), at most one per the broadcaster's interval."""
     broadcaster = _runtime(request).broadcaster
-    queue = broadcaster.subscribe()
+    listener = broadcaster.subscribe()
 
     async def _events() -> AsyncIterator[str]:
         try:
             yield "event: ready\ndata: {}\n\n"
             while True:
                 try:
-                    kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    await asyncio.wait_for(listener.ready.wait(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: {kind}\ndata: {dumps(data)}\n\n"
+                update = listener.take()
+                if update is not None:
+                    yield f"event: update\ndata: {dumps(update)}\n\n"
+                await asyncio.sleep(broadcaster.interval)
         finally:
-            broadcaster.unsubscribe(queue)
+            broadcaster.unsubscribe(listener)
 
     return StreamingResponse(
         _events(),

@@ -35,27 +35,30 @@ function connectStream() {
   pollTimer = null;
   if (!window.EventSource) return startPolling();
   // Same origin: a signed-in browser's session cookie authenticates the stream (no key in URLs).
-  source = new EventSource("/api/v1/stream");
-  source.addEventListener("ready", () => {
+  const stream = new EventSource("/api/v1/stream");
+  source = stream;
+  stream.addEventListener("ready", () => {
     live.textContent = "live";
     live.classList.add("on");
     document.body.dataset.live = "on";
   });
-  for (const kind of ["trace", "edge", "spans"]) {
-    source.addEventListener(kind, (event) => {
-      let data = {};
-      try {
-        data = JSON.parse(event.data);
-      } catch {
-        /* ignore a malformed event */
-      }
-      emit(kind, data);
-    });
-  }
-  source.addEventListener("error", () => {
+  // One coalesced update at a time: the latest summary of each changed trace and edge.
+  stream.addEventListener("update", (event) => {
+    let data = {};
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return; /* ignore a malformed event */
+    }
+    if (data.spans) emit("spans", { count: data.spans });
+    for (const trace of data.traces || []) emit("trace", trace);
+    for (const edge of data.edges || []) emit("edge", edge);
+    if (data.truncated) emit("poll", {});
+  });
+  stream.addEventListener("error", () => {
     live.classList.remove("on");
-    live.textContent = source.readyState === EventSource.CLOSED ? "polling" : "reconnecting";
-    if (source.readyState === EventSource.CLOSED) startPolling();
+    live.textContent = stream.readyState === EventSource.CLOSED ? "polling" : "reconnecting";
+    if (stream.readyState === EventSource.CLOSED) startPolling();
   });
 }
 function startPolling() {
