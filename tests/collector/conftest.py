@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -180,24 +178,6 @@ def start_collector(tmp_path: Path, grpc: bool = False, **overrides: Any) -> Col
     )
     collector._server = (server, thread)
     return collector
-
-
-def serve_process(db: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
-    """``plyra-trace serve`` in a subprocess (output piped), once /api/v1/health answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plyra_trace", "serve", "--port", str(port), "--db", str(db), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(process.stdout.read().decode() if process.stdout else "no output")
 
 
 def stop_collector(collector: Collector) -> None:

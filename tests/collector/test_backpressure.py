@@ -12,15 +12,8 @@ import httpx
 import pytest
 
 import plyra_trace
-from tests.collector.conftest import (
-    free_port,
-    make_request,
-    make_span,
-    serve_process,
-    start_collector,
-    stop_collector,
-    tid,
-)
+from tests.collector.conftest import make_request, make_span, start_collector, stop_collector, tid
+from tests.collector.serve_process import Served
 
 SENDERS = 48
 BATCHES_PER_SENDER = 1
@@ -91,11 +84,9 @@ def _flood(url: str, senders: int, retry: bool) -> tuple[Counter[int], int, list
 
 @pytest.fixture
 def busy_collector(tmp_path):
-    port = free_port()
-    process = serve_process(tmp_path / "bp.db", port, "--max-inflight-mb", "4")
-    yield f"http://127.0.0.1:{port}", process
-    process.terminate()
-    process.wait(10)
+    served = Served(str(tmp_path / "bp.db"), "--max-inflight-mb", "4")
+    yield served.url, served.process
+    served.stop()
 
 
 def test_many_senders_get_503_with_retry_after_and_every_ack_is_stored(busy_collector):

@@ -5,14 +5,33 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 
-from tests.collector.conftest import free_port, make_request, make_span, serve_process, tid
+from tests.collector.conftest import free_port, make_request, make_span, tid
 
 SPANS_PER_BATCH = 200
+
+
+def _start(db, port):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plyra_trace", "serve", "--port", str(port), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(process.stdout.read().decode() if process.stdout else "no output")
 
 
 def _batch(trace):
@@ -25,7 +44,7 @@ def _batch(trace):
 def test_kill_9_during_ingest_loses_no_acknowledged_span(tmp_path):
     db = tmp_path / "durable.db"
     port = free_port()
-    process = serve_process(db, port)
+    process = _start(db, port)
     assert b"plyra_trace.init(endpoint=" in process.stdout.read1(4096)
     acknowledged: list[int] = []
     lock = threading.Lock()
@@ -82,7 +101,7 @@ def test_kill_9_during_ingest_loses_no_acknowledged_span(tmp_path):
 
     # The database is usable by a fresh collector.
     port = free_port()
-    process = serve_process(db, port)
+    process = _start(db, port)
     try:
         health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health").json()
         assert health["spans"] >= len(acked) * SPANS_PER_BATCH
