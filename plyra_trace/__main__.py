@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 _Command = Callable[[argparse.Namespace], int]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _db(args: argparse.Namespace) -> str:
@@ -51,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         from plyra_trace.collector.app import create_app
         from plyra_trace.collector.config import CollectorConfig
+        from plyra_trace.collector.hosts import is_loopback
         from plyra_trace.collector.storage import is_postgres, mask_url
     except ImportError as error:
         print(
@@ -75,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     storage = _open(db)
     if storage is None:
         return 1
-    public = not _is_loopback(args.host)
+    public = not is_loopback(args.host)
     try:
         active = [k for k in storage.list_keys() if k["revoked_ns"] is None]
     finally:
@@ -93,8 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         grpc_port=args.grpc_port,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_inflight_bytes=int(args.max_inflight_mb * 1024 * 1024),
         require_keys=public and not args.open,
         retention_days=args.retention_days,
+        open_access=args.open,
+        allowed_hosts=tuple(args.allowed_host),
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}"
@@ -163,7 +157,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from plyra_trace.collector.config import DEFAULT_PORT
+    from plyra_trace.collector.config import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_PORT
 
     db_help = (
         "a SQLite file or postgresql://user:pass@host:port/db"
@@ -178,6 +172,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=None, help=db_help)
     serve.add_argument("--grpc-port", type=int, default=None, help="also accept OTLP/gRPC here")
     serve.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit")
+    serve.add_argument(
+        "--max-inflight-mb",
+        type=float,
+        default=DEFAULT_MAX_INFLIGHT_MB,
+        help="request bodies held before they are stored; past it ingest answers 503 +"
+        f" Retry-After (default {DEFAULT_MAX_INFLIGHT_MB})",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name answered besides loopback ones on a loopback or --open collector"
+        " (repeatable; DNS-rebinding defence)",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level")
     serve.add_argument(
         "--workers", type=int, default=1, help="processes serving one port (PostgreSQL only)"
@@ -189,7 +198,10 @@ def _parser() -> argparse.ArgumentParser:
         help="delete traces older than this many days (at start-up, then every few minutes)",
     )
     serve.add_argument(
-        "--open", action="store_true", help="on a non-loopback address, do not require API keys"
+        "--open",
+        action="store_true",
+        help="on a non-loopback address, serve without API keys until one is created"
+        " (the Host check then applies)",
     )
     serve.set_defaults(run=_serve)
     keys = commands.add_parser("keys", help="manage API keys (sent as init(api_key=...))")

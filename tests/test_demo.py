@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,22 @@ def assert_one_trace_per_request(db: Path, requests: int) -> None:
 
 def test_compose_file_matches_the_demo_commands():
     assert (ROOT / "docker-compose.yml").read_text() == services.compose()
+
+
+def test_compose_publishes_on_loopback_only_and_the_image_is_locked():
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = [port for service in compose.values() for port in service.get("ports", [])]
+    assert published == ["127.0.0.1:4318:4318"]
+    collector = compose["collector"]["command"]
+    assert collector[collector.index("--db") + 1].startswith("postgresql://")
+    assert compose["postgres"]["image"] == "postgres:16" and compose["postgres"]["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"^RUN ((?:pip|uv) [^\n]*)", dockerfile, re.MULTILINE)
+    assert installs[0].startswith('pip install --no-cache-dir "uv==')  # only uv itself
+    assert all(line.startswith("uv sync --frozen") for line in installs[1:]), installs
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK .*\n.*/api/v1/health", dockerfile, re.MULTILINE)
 
 
 def test_demo_one_trace_per_request_across_four_services(tmp_path):

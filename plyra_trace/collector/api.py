@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from plyra_trace.collector.auth import AUTHENTICATED
 from plyra_trace.collector.model import CostDimension, Page, TraceFilter, Weight
 from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.tree import flamegraph, order_tree
@@ -289,27 +290,39 @@ async def facets(request: Request) -> JSON:
 
 
 async def health(request: Request) -> JSON:
-    """Liveness plus the stored span count."""
-    return JSON({"status": "ok", "spans": await _call(_runtime(request).storage.count_spans)})
+    """Liveness (public); for those who may read data also the stored span count, the request
+    bytes waiting to be stored and how many requests were throttled so far."""
+    if not request.scope.get(AUTHENTICATED, True):
+        return JSON({"status": "ok"})
+    runtime = _runtime(request)
+    spans = await _call(runtime.storage.count_spans)
+    budget = runtime.budget
+    return JSON(
+        {"status": "ok", "spans": spans, "inflight_bytes": budget.held, "throttled": budget.refused}
+    )
 
 
 async def stream(request: Request) -> StreamingResponse:
-    """Server-Sent Events: ``spans``, ``trace`` and ``edge`` events as writes commit."""
+    """Server-Sent Events: ``ready``, then ``update`` events (spans committed, the latest
+    summary of each changed trace and edge), at most one per the broadcaster's interval."""
     broadcaster = _runtime(request).broadcaster
-    queue = broadcaster.subscribe()
+    listener = broadcaster.subscribe()
 
     async def _events() -> AsyncIterator[str]:
         try:
             yield "event: ready\ndata: {}\n\n"
             while True:
                 try:
-                    kind, data = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    await asyncio.wait_for(listener.ready.wait(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: {kind}\ndata: {dumps(data)}\n\n"
+                update = listener.take()
+                if update is not None:
+                    yield f"event: update\ndata: {dumps(update)}\n\n"
+                await asyncio.sleep(broadcaster.interval)
         finally:
-            broadcaster.unsubscribe(queue)
+            broadcaster.unsubscribe(listener)
 
     return StreamingResponse(
         _events(),

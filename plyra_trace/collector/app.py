@@ -9,55 +9,82 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plyra_trace.collector import api
-from plyra_trace.collector.auth import token_from, verify
+from plyra_trace.collector import api, session
+from plyra_trace.collector.auth import (
+    AUTHENTICATED,
+    SESSION,
+    SESSION_COOKIE,
+    session_valid,
+    token_from,
+    verify,
+)
 from plyra_trace.collector.config import CollectorConfig
+from plyra_trace.collector.hosts import HostCheckMiddleware, is_loopback
 from plyra_trace.collector.openapi import openapi
 from plyra_trace.collector.otlp_http import export_traces
 from plyra_trace.collector.runtime import Runtime
+from plyra_trace.collector.session import PUBLIC_PATHS
 from plyra_trace.collector.storage import Storage, StorageUnavailable
 from plyra_trace.ui import ui_routes
 
 
 class AuthMiddleware:
-    """Checks API keys on /v1/ and /api/ paths; keys are required only when the config says so.
+    """Checks API keys on /v1/ and /api/ paths.
 
-    A presented key is always checked (a wrong key is 401 even where keys are optional). Browsers'
-    EventSource cannot set headers, so the stream also takes ``?api_key=``.
+    A presented key is always checked (a wrong key is 401). Keys are required once any active
+    key exists (or the config demands them); the UI's API calls and stream may present the
+    session cookie instead (never OTLP ingest). Sign-in and liveness are public.
     """
 
-    def __init__(self, app: ASGIApp, required: bool) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.required = required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith(("/v1/", "/api/")):
             await self.app(scope, receive, send)
             return
+        runtime: Runtime = scope["app"].state.runtime
         headers = Headers(scope=scope)
         token = token_from(headers.get("authorization"), headers.get("x-api-key"))
-        if token is None and path == "/api/v1/stream":
-            token = QueryParams(scope.get("query_string", b"")).get("api_key")
-        if token is None and not self.required:
-            await self.app(scope, receive, send)
+        if token is not None:
+            if await run_in_threadpool(verify, runtime.storage, token):
+                await self._pass(scope, receive, send, authenticated=True)
+            else:
+                await _unauthorized("invalid API key", scope, receive, send)
             return
-        runtime: Runtime = scope["app"].state.runtime
-        if token is not None and await run_in_threadpool(verify, runtime.storage, token):
-            await self.app(scope, receive, send)
+        cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+        if (
+            cookie
+            and path.startswith("/api/")
+            and await run_in_threadpool(session_valid, runtime.storage, cookie)
+        ):
+            scope[SESSION] = True
+            await self._pass(scope, receive, send, authenticated=True)
             return
-        reason = "invalid API key" if token is not None else "an API key is required"
-        response = api.JSON(
-            {"error": reason}, status_code=401, headers={"www-authenticate": "Bearer"}
-        )
-        await response(scope, receive, send)
+        required = runtime.keys.cached()
+        if required is None:
+            required = await run_in_threadpool(runtime.keys.required)
+        if not required or path in PUBLIC_PATHS:
+            await self._pass(scope, receive, send, authenticated=not required)
+            return
+        await _unauthorized("an API key is required", scope, receive, send)
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send, authenticated: bool) -> None:
+        scope[AUTHENTICATED] = authenticated
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(reason: str, scope: Scope, receive: Receive, send: Send) -> None:
+    response = api.JSON({"error": reason}, status_code=401, headers={"www-authenticate": "Bearer"})
+    await response(scope, receive, send)
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
@@ -71,12 +98,21 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+def _middleware(config: CollectorConfig) -> list[Middleware]:
+    """Host check (outermost, where it applies), then keys."""
+    stack = [Middleware(AuthMiddleware)]
+    if is_loopback(config.host) or config.open_access:
+        stack.insert(0, Middleware(HostCheckMiddleware, allowed=config.allowed_hosts))
+    return stack
+
+
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starlette:
     """A collector app; storage and writer start with the app's lifespan and stop with it."""
     routes: list[Any] = [
         *ui_routes(),
         Route("/v1/traces", export_traces, methods=["POST"]),
         *api.ROUTES,
+        *session.ROUTES,
     ]
 
     async def _openapi(request: Request) -> Response:
@@ -105,6 +141,6 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starl
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AuthMiddleware, required=config.require_keys)],
+        middleware=_middleware(config),
         exception_handlers={api.BadRequest: _bad_request, StorageUnavailable: _unavailable},
     )

@@ -7,6 +7,7 @@ from typing import Final
 
 DEFAULT_PORT: Final = 4318
 DEFAULT_DB: Final = "plyra-trace.db"
+DEFAULT_MAX_INFLIGHT_MB: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,18 @@ class CollectorConfig:
     max_attributes: int = 256
     """Attributes kept per span; the rest are dropped."""
     require_keys: bool = False
-    """Refuse OTLP and API requests without a valid API key (always on for non-loopback binds)."""
+    """Refuse OTLP and API requests without a valid API key even before any key exists
+    (non-loopback binds without ``--open``); once an active key exists keys are always required."""
+    open_access: bool = False
+    """``--open``: a non-loopback bind that does not demand keys (the Host check then applies)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names answered besides loopback ones where the Host check applies."""
     writer_max_batch_spans: int = 20_000
     """Spans the writer commits together in one transaction, at most."""
     retention_days: float | None = None
     """Delete traces whose root started longer ago than this (None: keep everything)."""
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_MB * 1024 * 1024
+    """Request bodies received but not yet committed, at most; past it ingest answers 503 +
+    Retry-After (gRPC: UNAVAILABLE + RetryInfo)."""
+    retry_after_seconds: int = 1
+    """What a throttled sender is told to wait before retrying."""

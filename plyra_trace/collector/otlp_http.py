@@ -1,4 +1,10 @@
-"""POST /v1/traces: OTLP/HTTP in protobuf or JSON (optionally gzip), acknowledged after commit."""
+"""POST /v1/traces: OTLP/HTTP in protobuf or JSON (optionally gzip), acknowledged after commit.
+
+Bodies are held against the in-flight budget (``backpressure.py``): a declared Content-Length is
+checked before a byte is read, a streamed body chunk by chunk, an inflated body by its new size;
+past the budget the answer is 503 with ``Retry-After``, and the rest of the body is read and dropped
+(never kept) so the sender sees the answer.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,58 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from plyra_trace.collector.backpressure import THROTTLED_REASON, InflightBudget
 from plyra_trace.collector.ingest import JSON, PROTOBUF, IngestError, decode, inflate, media_type
 from plyra_trace.collector.model import SpanRecord
 from plyra_trace.collector.normalise import Normalised
 from plyra_trace.collector.runtime import Runtime
 
 
+class _Throttled(Exception):
+    """The in-flight budget is spent: answer 503 + Retry-After."""
+
+
+class _Hold:
+    """Bytes one request holds from the budget; grows as the body arrives."""
+
+    def __init__(self, budget: InflightBudget) -> None:
+        self.budget = budget
+        self.size = 0
+        self.complete = False  # the whole body has been received
+
+    def grow_to(self, size: int) -> None:
+        if size > self.size:
+            if not self.budget.take(size - self.size):
+                raise _Throttled
+            self.size = size
+
+
 async def export_traces(request: Request) -> Response:
     """Decode, normalise and store one OTLP export; answer with OTLP's (partial) success."""
     runtime: Runtime = request.app.state.runtime
+    hold = _Hold(runtime.budget)
+    try:
+        return await _export(request, runtime, hold)
+    except _Throttled:
+        runtime.budget.give_back(hold.size)
+        hold.size = 0
+        if not hold.complete:
+            await _discard_rest(request)
+        return _throttled(runtime)
+    finally:
+        runtime.budget.give_back(hold.size)
+
+
+async def _export(request: Request, runtime: Runtime, hold: _Hold) -> Response:
     kind = media_type(request.headers.get("content-type"))
     try:
         if kind not in (PROTOBUF, JSON):
             shown = kind or "(none)"
             raise IngestError(415, f"unsupported content-type {shown!r}; use {PROTOBUF} or {JSON}")
         limit = runtime.config.max_body_bytes
-        body = await _read_body(request, limit)
+        body = await _read_body(request, limit, hold)
         body = inflate(body, request.headers.get("content-encoding"), limit)
+        hold.grow_to(len(body))
         export = decode(body, kind, limit)
     except IngestError as error:
         return _error(error.status, error.reason)
@@ -38,8 +79,12 @@ async def export_traces(request: Request) -> Response:
         outcome.append(runtime.normaliser.request(export))
         return outcome[0].spans
 
+    future = runtime.writer.submit(_prepare)
+    # The writer holds the body until it commits, even if this request is cancelled meanwhile.
+    runtime.budget.give_back_when_done(future, hold.size)
+    hold.size = 0
     try:
-        await asyncio.wrap_future(runtime.writer.submit(_prepare))
+        await asyncio.wrap_future(future)
     except Exception:
         return _error(503, "storage unavailable; retry later")
     normalised = outcome[0]
@@ -52,22 +97,46 @@ async def export_traces(request: Request) -> Response:
     return Response(reply.SerializeToString(), media_type=PROTOBUF)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, hold: _Hold) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            if int(declared) > limit:
-                raise IngestError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+            size = int(declared)
         except ValueError:
             raise IngestError(400, "invalid content-length") from None
+        if size > limit:
+            raise IngestError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+        hold.grow_to(size)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while not hold.complete:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        hold.complete = not message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise IngestError(413, f"body is over the {limit}-byte limit")
+        hold.grow_to(size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard_rest(request: Request) -> None:
+    """Read and drop what is left of a refused body (never kept), so the sender, still writing
+    it, reads the 503 instead of a reset connection; the body limit bounds this."""
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+def _throttled(runtime: Runtime) -> Response:
+    """OTLP's throttling answer."""
+    response = _error(503, THROTTLED_REASON)
+    response.headers["retry-after"] = str(runtime.config.retry_after_seconds)
+    return response
 
 
 def _error(status: int, reason: str) -> Response:

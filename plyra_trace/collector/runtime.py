@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plyra_trace.collector.auth import KeyGate
+from plyra_trace.collector.backpressure import InflightBudget
 from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.events import Broadcaster
 from plyra_trace.collector.normalise import Normaliser
@@ -22,6 +24,8 @@ class Runtime:
     normaliser: Normaliser
     writer: Writer
     broadcaster: Broadcaster
+    budget: InflightBudget
+    keys: KeyGate
     retention: Retention | None = None
 
     @classmethod
@@ -39,7 +43,10 @@ class Runtime:
         retention = None
         if config.retention_days is not None:
             retention = Retention(storage, config.retention_days)
-        return cls(config, storage, Normaliser(config, pricer), writer, broadcaster, retention)
+        budget = InflightBudget(config.max_inflight_bytes)
+        keys = KeyGate(storage, always=config.require_keys)
+        normaliser = Normaliser(config, pricer)
+        return cls(config, storage, normaliser, writer, broadcaster, budget, keys, retention)
 
     def stop(self) -> None:
         """Stop retention, commit queued spans, stop the writer, close storage."""

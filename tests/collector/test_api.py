@@ -210,7 +210,7 @@ def test_json_escapes_markup(collector):
 
 
 def test_live_stream_announces_traces_and_edges(collector):
-    events: list[tuple[str, dict]] = []
+    updates: list[dict] = []
     ready = threading.Event()
     done = threading.Event()
 
@@ -225,8 +225,8 @@ def test_live_stream_announces_traces_and_edges(collector):
                     if kind == "ready":
                         ready.set()
                     else:
-                        events.append((kind, json.loads(line[6:])))
-                    if kind == "edge":
+                        assert kind == "update"
+                        updates.append(json.loads(line[6:]))
                         done.set()
                         return
 
@@ -238,20 +238,14 @@ def test_live_stream_announces_traces_and_edges(collector):
         make_span(96, 2, "hop", parent=1, agent__handoff__to="b"),
     )
     assert done.wait(5)
-    kinds = [kind for kind, _ in events]
-    assert kinds == ["spans", "trace", "edge"]
-    assert events[0][1]["count"] == 2
-    assert [(s["name"], s["agent"]) for s in events[0][1]["spans"]] == [("live", "a"), ("hop", "a")]
-    assert events[1][1]["trace_id"] == tid(96)
-    assert events[1][1]["span_count"] == 2
-    assert events[2][1] == {
-        "from": "a",
-        "to": "b",
-        "protocol": "in-process",
-        "count": 1,
-        "errors": 0,
-        "cost": None,
-    }
+    [update] = updates
+    assert update["spans"] == 2 and update["truncated"] is False
+    [trace] = update["traces"]
+    assert trace["trace_id"] == tid(96) and trace["span_count"] == 2
+    assert update["edges"] == [
+        {"from": "a", "to": "b", "protocol": "in-process", "count": 1, "errors": 0, "cost": None}
+    ]
+    assert "spans" not in trace  # summaries, never span lists
 
 
 def test_concurrent_senders_are_all_acknowledged_and_stored(collector):

@@ -63,11 +63,14 @@ def test_required_keys_guard_ingest_and_api(secured):
     assert listed.status_code == 200
     assert listed.json()["items"][0]["trace_id"] == tid(300)
     assert running.api.get("/").status_code == 200  # the UI page itself is public
-    with httpx.stream("GET", f"{running.url}/api/v1/stream?api_key={token}", timeout=5) as r:
+    stream = f"{running.url}/api/v1/stream"
+    with httpx.stream("GET", stream, headers={"x-api-key": token}, timeout=5) as r:
         assert r.status_code == 200
         assert next(r.iter_lines()) == "event: ready"
-    with httpx.stream("GET", f"{running.url}/api/v1/stream", timeout=5) as r:
+    with httpx.stream("GET", stream, timeout=5) as r:
         assert r.status_code == 401
+    with httpx.stream("GET", f"{stream}?api_key={token}", timeout=5) as r:
+        assert r.status_code == 401  # keys never travel in URLs
 
 
 def test_sdk_api_key_reaches_a_secured_collector(secured):

@@ -69,8 +69,8 @@ def test_live_stream_of_one_replica_announces_what_another_ingested(replicas):
         for kind, data in sse_events(b.url):
             if kind == "ready":
                 ready.set()
-            elif kind == "trace":
-                traces.append(data)
+            elif kind == "update" and data["traces"]:
+                traces.extend(data["traces"])
                 seen.set()
                 return
 

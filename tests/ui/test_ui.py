@@ -369,6 +369,8 @@ def test_dark_theme_toggles_and_persists(browser: Browser, seeded: Seeded) -> No
 def test_a_collector_that_requires_keys_asks_for_one(
     chromium: Any, tmp_path: Path, seeded: Seeded
 ) -> None:
+    """Loopback, no --open: once a key exists the page asks for it once, then runs on an
+    HttpOnly, SameSite=Strict cookie; the key is in no URL and no browser storage."""
     from plyra_trace.collector.auth import create_key
     from plyra_trace.collector.storage import open_storage
     from tests.collector.conftest import start_collector, stop_collector
@@ -376,18 +378,43 @@ def test_a_collector_that_requires_keys_asks_for_one(
     storage = open_storage(str(tmp_path / "collector.db"))
     _, token = create_key(storage, "ui")
     storage.close()
-    running = start_collector(tmp_path, require_keys=True)
+    running = start_collector(tmp_path)
+    running.api.headers["x-api-key"] = token  # a key exists, so ingest needs it too
+    running.send(make_span(0x10C4, 1, "behind-a-key"))
+    del running.api.headers["x-api-key"]
     context = chromium.new_context()
+    requests: list[str] = []
     try:
         page = context.new_page()
+        page.on("request", lambda request: requests.append(request.url))
         page.set_default_timeout(15_000)
         page.goto(f"{running.url}/#/traces")
         page.wait_for_selector(".key-form")
+        assert page.locator("tr[data-trace-id]").count() == 0
+        page.fill(".key-form input", "pt_wrong_key")
+        page.click(".key-form button")
+        page.wait_for_selector('.key-form .error-box:has-text("invalid API key")')
         page.fill(".key-form input", token)
         page.click(".key-form button")
-        page.wait_for_selector("table.traces")
-        page.wait_for_selector('body[data-live="on"]')  # the stream accepts ?api_key= too
+        page.wait_for_selector(f'tr[data-trace-id="{tid(0x10C4)}"]')
+        page.wait_for_selector('body[data-live="on"]')  # the stream authenticates by cookie
         assert page.locator(".key-form").count() == 0
+        assert page.locator("#signout").is_visible()
+        cookies = context.cookies()
+        assert [c["name"] for c in cookies] == ["plyra_session"]
+        assert cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Strict"
+        assert token not in cookies[0]["value"]
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: out of the page's reach
+        stored = page.evaluate(
+            "JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+        )
+        assert token not in stored and token.rsplit("_", 1)[1] not in stored
+        assert not [url for url in requests if token in url or "api_key" in url]
+        page.reload()  # the session outlives the page: no second prompt
+        page.wait_for_selector(f'tr[data-trace-id="{tid(0x10C4)}"]')
+        page.click("#signout")
+        page.wait_for_selector(".key-form")
+        assert context.cookies() == []
     finally:
         context.close()
         stop_collector(running)

@@ -1,6 +1,6 @@
 // plyra-trace web UI: hash routes, pages, live updates from the collector's SSE stream.
 // Everything that comes from spans is rendered as text (see dom.js); nothing is parsed as HTML.
-import { api, apiKey, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, setApiKey } from "./dom.js";
+import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, signIn, signOut } from "./dom.js";
 import { Flamegraph } from "./flame.js";
 import { drawGraph } from "./graph.js";
 import { Waterfall } from "./waterfall.js";
@@ -24,34 +24,41 @@ document.getElementById("theme").addEventListener("click", () => {
 // ---- live stream (SSE, polling fallback) ---------------------------------------------------------
 const listeners = new Set();
 let pollTimer = null;
+let source = null;
 function emit(kind, data) {
   for (const listener of [...listeners]) listener(kind, data);
 }
 function connectStream() {
   const live = document.getElementById("live");
+  if (source) source.close();
+  clearInterval(pollTimer);
+  pollTimer = null;
   if (!window.EventSource) return startPolling();
-  const key = apiKey();
-  const source = new EventSource(`/api/v1/stream${key ? `?api_key=${encodeURIComponent(key)}` : ""}`);
-  source.addEventListener("ready", () => {
+  // Same origin: a signed-in browser's session cookie authenticates the stream (no key in URLs).
+  const stream = new EventSource("/api/v1/stream");
+  source = stream;
+  stream.addEventListener("ready", () => {
     live.textContent = "live";
     live.classList.add("on");
     document.body.dataset.live = "on";
   });
-  for (const kind of ["trace", "edge", "spans"]) {
-    source.addEventListener(kind, (event) => {
-      let data = {};
-      try {
-        data = JSON.parse(event.data);
-      } catch {
-        /* ignore a malformed event */
-      }
-      emit(kind, data);
-    });
-  }
-  source.addEventListener("error", () => {
+  // One coalesced update at a time: the latest summary of each changed trace and edge.
+  stream.addEventListener("update", (event) => {
+    let data = {};
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return; /* ignore a malformed event */
+    }
+    if (data.spans) emit("spans", { count: data.spans });
+    for (const trace of data.traces || []) emit("trace", trace);
+    for (const edge of data.edges || []) emit("edge", edge);
+    if (data.truncated) emit("poll", {});
+  });
+  stream.addEventListener("error", () => {
     live.classList.remove("on");
-    live.textContent = source.readyState === EventSource.CLOSED ? "polling" : "reconnecting";
-    if (source.readyState === EventSource.CLOSED) startPolling();
+    live.textContent = stream.readyState === EventSource.CLOSED ? "polling" : "reconnecting";
+    if (stream.readyState === EventSource.CLOSED) startPolling();
   });
 }
 function startPolling() {
@@ -116,17 +123,39 @@ async function route() {
 }
 window.addEventListener("hashchange", route);
 
-/** This collector requires API keys: ask for one (kept in this tab's sessionStorage). */
+/** This collector requires API keys: ask for one once and exchange it for a session cookie
+ *  (HttpOnly: the page never stores the key, in the URL or in browser storage). */
 function keyForm(reason) {
   const input = el("input", { type: "password", placeholder: "plyra API key", "aria-label": "API key", size: 40, autocomplete: "off" });
-  const form = el("form", { class: "filters key-form" }, el("span", { class: "error-box" }, `${reason}.`), input, el("button", { type: "submit" }, "Use key"));
-  form.addEventListener("submit", (event) => {
+  const message = el("span", { class: "error-box" }, `${reason}.`);
+  const form = el("form", { class: "filters key-form" }, message, input, el("button", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    setApiKey(input.value.trim());
-    window.location.reload();
+    const key = input.value.trim();
+    input.value = "";
+    try {
+      await signIn(key);
+    } catch (error) {
+      message.textContent = `${error.message}.`;
+      return;
+    }
+    showSignOut(true);
+    connectStream();
+    route();
   });
   return form;
 }
+
+function showSignOut(signedIn) {
+  document.getElementById("signout").hidden = !signedIn;
+}
+document.getElementById("signout").addEventListener("click", async () => {
+  await signOut().catch(() => null);
+  window.location.reload();
+});
+api("/api/v1/session")
+  .then((state) => showSignOut(state.signed_in))
+  .catch(() => null);
 
 // ---- shared bits --------------------------------------------------------------------------------
 function windowSelect(value, onChange) {

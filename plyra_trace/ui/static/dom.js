@@ -94,18 +94,16 @@ export function kindBadge(kind) {
   return el("span", { class: `kind kind-${name}` }, name);
 }
 
-/** Fetch JSON from the collector's API (same origin only). */
-export async function api(path, params) {
+/** Fetch JSON from the collector's API (same origin only; a signed-in browser's session cookie
+ *  goes with it, the key itself is never kept by the page). */
+export async function api(path, params, init = {}) {
   const url = new URL(path, window.location.origin);
   if (params) {
     for (const [key, value] of Object.entries(params)) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
     }
   }
-  const headers = { accept: "application/json" };
-  const key = apiKey();
-  if (key) headers.authorization = `Bearer ${key}`;
-  const response = await fetch(url, { headers, credentials: "same-origin" });
+  const response = await fetch(url, { ...init, headers: { accept: "application/json", ...(init.headers || {}) }, credentials: "same-origin" });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(body.error || `HTTP ${response.status}`);
@@ -115,14 +113,14 @@ export async function api(path, params) {
   return body;
 }
 
-/** The API key for collectors that require one (kept for this browser tab only). */
-export function apiKey() {
-  return sessionStorage.getItem("plyra-api-key") || "";
+/** Exchange an API key for an HttpOnly session cookie; the key is dropped right after. */
+export function signIn(key) {
+  return api("/api/v1/session", null, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key }) });
 }
 
-export function setApiKey(key) {
-  if (key) sessionStorage.setItem("plyra-api-key", key);
-  else sessionStorage.removeItem("plyra-api-key");
+/** End this browser's session. */
+export function signOut() {
+  return api("/api/v1/session", null, { method: "DELETE" });
 }
 
 /** Show a small tooltip with text at the pointer. */
