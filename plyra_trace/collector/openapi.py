@@ -24,7 +24,7 @@ Schema = dict[str, Any]
 # ---- parameters, one helper per kind -------------------------------------------------------------
 
 
-def _query(name: str, description: str, schema: Schema, *, where: str = "query") -> Schema:
+def _parameter(name: str, description: str, schema: Schema, *, where: str = "query") -> Schema:
     """A parameter; path parameters are always required, query parameters here never."""
     return {
         "name": name,
@@ -37,7 +37,7 @@ def _query(name: str, description: str, schema: Schema, *, where: str = "query")
 
 def text(name: str, description: str) -> Schema:
     """A free-text filter; an empty value is the same as leaving it out."""
-    return _query(name, description, {"type": "string"})
+    return _parameter(name, description, {"type": "string"})
 
 
 def enum(name: str, options: Sequence[str], description: str, default: str | None = None) -> Schema:
@@ -45,18 +45,18 @@ def enum(name: str, options: Sequence[str], description: str, default: str | Non
     schema: Schema = {"type": "string", "enum": list(options)}
     if default is not None:
         schema["default"] = default
-    return _query(name, description, schema)
+    return _parameter(name, description, schema)
 
 
 def integer(name: str, description: str, *, minimum: int, maximum: int, default: int) -> Schema:
     """A bounded integer."""
     schema = {"type": "integer", "minimum": minimum, "maximum": maximum, "default": default}
-    return _query(name, description, schema)
+    return _parameter(name, description, schema)
 
 
 def number(name: str, description: str) -> Schema:
     """A finite decimal number."""
-    return _query(name, description, {"type": "number"})
+    return _parameter(name, description, {"type": "number"})
 
 
 def moment(name: str, description: str) -> Schema:
@@ -67,22 +67,22 @@ def moment(name: str, description: str) -> Schema:
             {"type": "string", "format": "date-time", "pattern": api.RFC3339_PATTERN},
         ]
     }
-    return _query(name, f"{description} (unix nanoseconds or RFC 3339)", schema)
+    return _parameter(name, f"{description} (unix nanoseconds or RFC 3339)", schema)
 
 
 def duration(name: str, description: str) -> Schema:
     """A duration such as 500ms, 30s, 15m, 24h or 7d."""
-    return _query(name, description, {"type": "string", "pattern": api.DURATION_PATTERN})
+    return _parameter(name, description, {"type": "string", "pattern": api.DURATION_PATTERN})
 
 
 def path_id(name: str, pattern: str, description: str) -> Schema:
     """A hex id in the path (either case)."""
-    return _query(name, description, {"type": "string", "pattern": pattern}, where="path")
+    return _parameter(name, description, {"type": "string", "pattern": pattern}, where="path")
 
 
 def path_text(name: str, description: str) -> Schema:
     """A free-text path segment."""
-    return _query(name, description, {"type": "string", "minLength": 1}, where="path")
+    return _parameter(name, description, {"type": "string", "minLength": 1}, where="path")
 
 
 def window() -> list[Schema]:
@@ -335,25 +335,15 @@ _TRACE_ID: Final = path_id("id", api.TRACE_ID_PATTERN, "Trace id (32 hex digits)
 _WEIGHT: Final = enum(
     "weight", get_args(Weight), "What a frame's width measures", default="duration"
 )
-_OTLP_BODY: Final = {
-    "required": True,
-    "content": {
-        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "object"}},
-    },
-}
-_OTLP_OK: Final = {
-    "description": "Stored (OTLP ExportTraceServiceResponse; partial_success lists rejected spans)",
-    "content": {
-        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "object"}},
-    },
+_OTLP: Final = {  # ExportTraceServiceRequest in, ExportTraceServiceResponse out
+    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": {"type": "object"}},
 }
 
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("POST", "/v1/traces"): Operation(
-        ok=_OTLP_OK,
-        request_body=_OTLP_BODY,
+        ok={"description": "Stored; partial_success counts rejected spans", "content": _OTLP},
+        request_body={"required": True, "content": _OTLP},
         responses=errors("413", "415", "503", **{"400": "OtlpBadRequest"}),
     ),
     ("GET", "/api/v1/health"): Operation(ok=ok("Health")),
@@ -420,6 +410,10 @@ _SECURITY: Final = {
 }
 
 
+EVERY_OPERATION: Final = ("401",)
+"""Answers any route under /api and /v1 can give (the middleware's), whatever the handler does."""
+
+
 def _operation(route: Route, method: str) -> Schema:
     declared = OPERATIONS.get((method, route.path), Operation())
     doc = (route.endpoint.__doc__ or "").strip().splitlines()
@@ -429,7 +423,7 @@ def _operation(route: Route, method: str) -> Schema:
         "parameters": declared.parameters,
         # Keys are optional unless the collector requires them; a presented key is always checked.
         "security": [{}, {"bearer": []}, {"apiKey": []}],
-        "responses": {"200": declared.ok, **declared.responses, **errors("401")},
+        "responses": {"200": declared.ok, **declared.responses, **errors(*EVERY_OPERATION)},
     }
     if declared.request_body is not None:
         out["requestBody"] = declared.request_body
