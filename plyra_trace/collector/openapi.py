@@ -268,6 +268,7 @@ RESPONSES: Final[dict[str, Schema]] = {
         headers={"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     ),
     "NotFound": _error("No such trace, span or route"),
+    "Unavailable": _error("The database is unreachable; retry later", headers=_RETRY_AFTER),
     "OtlpBadRequest": _error("The body is not a valid OTLP export", "OtlpStatus"),
     "OtlpTooLarge": _error("The body (or its decompressed size) is over the limit", "OtlpStatus"),
     "OtlpUnsupported": _error(
@@ -287,7 +288,7 @@ _BY_STATUS: Final = {
     "404": "NotFound",
     "413": "OtlpTooLarge",
     "415": "OtlpUnsupported",
-    "503": "OtlpUnavailable",
+    "503": "Unavailable",
 }
 
 
@@ -344,7 +345,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("POST", "/v1/traces"): Operation(
         ok={"description": "Stored; partial_success counts rejected spans", "content": _OTLP},
         request_body={"required": True, "content": _OTLP},
-        responses=errors("413", "415", "503", **{"400": "OtlpBadRequest"}),
+        responses=errors("413", "415", **{"400": "OtlpBadRequest", "503": "OtlpUnavailable"}),
     ),
     ("GET", "/api/v1/health"): Operation(ok=ok("Health")),
     ("GET", "/api/v1/openapi.json"): Operation(ok=ok("OpenAPI")),
@@ -410,8 +411,9 @@ _SECURITY: Final = {
 }
 
 
-EVERY_OPERATION: Final = ("401",)
-"""Answers any route under /api and /v1 can give (the middleware's), whatever the handler does."""
+EVERY_OPERATION: Final = ("401", "503")
+"""Answers any route under /api and /v1 can give (a wrong key; the database lost), unless its
+entry declares its own answer for the same status."""
 
 
 def _operation(route: Route, method: str) -> Schema:
@@ -423,7 +425,7 @@ def _operation(route: Route, method: str) -> Schema:
         "parameters": declared.parameters,
         # Keys are optional unless the collector requires them; a presented key is always checked.
         "security": [{}, {"bearer": []}, {"apiKey": []}],
-        "responses": {"200": declared.ok, **declared.responses, **errors(*EVERY_OPERATION)},
+        "responses": {"200": declared.ok, **errors(*EVERY_OPERATION), **declared.responses},
     }
     if declared.request_body is not None:
         out["requestBody"] = declared.request_body

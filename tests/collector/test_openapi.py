@@ -146,3 +146,6 @@ def test_document_states_the_enforced_formats(running: Collector) -> None:
     assert [branch["required"] for branch in target] == [["root_name"], ["agent"]]
     ingest = spec["paths"]["/v1/traces"]["post"]["responses"]
     assert {"200", "400", "401", "413", "415", "503"} <= set(ingest)
+    assert ingest["503"]["$ref"].endswith("/OtlpUnavailable")  # OTLP's own error shape
+    traces = spec["paths"]["/api/v1/traces"]["get"]["responses"]
+    assert traces["503"]["$ref"].endswith("/Unavailable")
