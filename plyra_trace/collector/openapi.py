@@ -242,7 +242,15 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Facets": _fields(
         "projects:strs services:strs agents:strs models:strs", "projects services agents models"
     ),
-    "Health": _fields("status:str spans:int", "status spans"),
+    "Guards": _fields(
+        "items:objs series:objs bucket_ns:int? blocked_agents:objs",
+        "items",
+        items={**_KINDS["objs"], "description": "Per (policy, action): count, agents, p95..."},
+    ),
+    "SessionGuards": _fields("session_id:str items:objs", "session_id items"),
+    "Health": _fields("status:str spans:int inflight_bytes:int throttled:int", "status"),
+    "SignIn": _fields("key:str", "key"),
+    "SessionState": _fields("required:bool signed_in:bool", "signed_in"),
     "OpenAPI": _fields("openapi:str paths:obj", "openapi paths"),
 }
 
@@ -269,6 +277,8 @@ RESPONSES: Final[dict[str, Schema]] = {
     ),
     "NotFound": _error("No such trace, span or route"),
     "Unavailable": _error("The database is unreachable; retry later", headers=_RETRY_AFTER),
+    "Misdirected": _error("The Host header names a host this collector does not serve"),
+    "Unsupported": _error("The body is not sent as the content type this operation takes"),
     "OtlpBadRequest": _error("The body is not a valid OTLP export", "OtlpStatus"),
     "OtlpTooLarge": _error("The body (or its decompressed size) is over the limit", "OtlpStatus"),
     "OtlpUnsupported": _error(
@@ -276,9 +286,11 @@ RESPONSES: Final[dict[str, Schema]] = {
         " Content-Encoding is neither gzip nor deflate",
         "OtlpStatus",
     ),
-    "OtlpUnavailable": _error(
-        "Storage is busy or unavailable; retry later", "OtlpStatus", headers=_RETRY_AFTER
-    ),
+    "OtlpUnavailable": {
+        "description": "Busy (the in-flight budget is spent) or storage unavailable; retry later",
+        "headers": _RETRY_AFTER,
+        "content": _json({"anyOf": [_ref("OtlpStatus"), _ref("Error")]}),
+    },
 }
 
 
@@ -286,6 +298,7 @@ _BY_STATUS: Final = {
     "400": "BadRequest",
     "401": "Unauthorized",
     "404": "NotFound",
+    "421": "Misdirected",
     "413": "OtlpTooLarge",
     "415": "OtlpUnsupported",
     "503": "Unavailable",
@@ -331,6 +344,8 @@ _TRACE_FILTERS: Final = [
     number("min_duration_ms", "Only traces at least this long, in milliseconds"),
     number("min_cost", "Only traces costing at least this much, in USD"),
     text("q", "Text in the root's or any span's name (first 200 characters)"),
+    text("guard_policy", "Only traces with a guard decision under this policy"),
+    text("guard_action", "Only traces with a guard decision of this action (allow, block...)"),
 ]
 _TRACE_ID: Final = path_id("id", api.TRACE_ID_PATTERN, "Trace id (32 hex digits)")
 _WEIGHT: Final = enum(
@@ -396,6 +411,32 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         [path_text("session_id", "Session id"), *page(50)], ok("SessionTraces"), errors("400")
     ),
     ("GET", "/api/v1/facets"): Operation(window(), ok("Facets"), errors("400")),
+    ("GET", "/api/v1/guards"): Operation(
+        [
+            text("project", "Project"),
+            text("agent", "Agent that asked the guard"),
+            text("provider", "Guard library or service"),
+            *window(),
+            integer("limit", "Groups", minimum=1, maximum=api.MAX_LIMIT, default=100),
+        ],
+        ok("Guards"),
+        errors("400"),
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/guards"): Operation(
+        [
+            path_text("session_id", "Session id"),
+            integer("limit", "Decisions", minimum=1, maximum=api.MAX_LIMIT, default=500),
+        ],
+        ok("SessionGuards"),
+        errors("400"),
+    ),
+    ("GET", "/api/v1/session"): Operation(ok=ok("SessionState")),
+    ("POST", "/api/v1/session"): Operation(
+        ok={**ok("SessionState"), "headers": {"Set-Cookie": {"schema": {"type": "string"}}}},
+        responses=errors("400", **{"415": "Unsupported"}),
+        request_body=json_body("SignIn"),
+    ),
+    ("DELETE", "/api/v1/session"): Operation(ok=ok("SessionState")),
     ("GET", "/api/v1/stream"): Operation(
         [text("api_key", "The API key, for browsers whose EventSource cannot set headers")],
         {
@@ -411,9 +452,9 @@ _SECURITY: Final = {
 }
 
 
-EVERY_OPERATION: Final = ("401", "503")
-"""Answers any route under /api and /v1 can give (a wrong key; the database lost), unless its
-entry declares its own answer for the same status."""
+EVERY_OPERATION: Final = ("401", "421", "503")
+"""Answers any route under /api and /v1 can give from the middleware (a wrong key; a Host this
+collector does not serve; the database lost), unless its entry declares its own for the status."""
 
 
 def _operation(route: Route, method: str) -> Schema:
