@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from examples.multi_service import services
+from examples.multi_service.run import SESSION_USERS
 from plyra_trace.collector.model import TraceFilter
 from plyra_trace.collector.storage import open_storage
 from tests.collector.conftest import start_collector, stop_collector
@@ -84,6 +85,10 @@ def assert_one_trace_per_request(db: Path, requests: int) -> None:
             assert summary["root_name"] == "POST /ask"  # the gateway's last spans are not lost
             assert {"gateway", "researcher", "tools", "writer"} <= set(summary["services"])
             assert summary["cost"] is not None and summary["cost"] > 0
+        users: dict[str, set[str]] = {}
+        for summary in traces:  # one stable user per session, as in real traffic
+            users.setdefault(summary["session_id"], set()).add(summary["user_id"])
+        assert users == {session: {SESSION_USERS[session]} for session in users}
         graph = storage.agents_graph(None, None)
         edges = {(e["from"], e["to"], e["protocol"]): e["count"] for e in graph["edges"]}
         assert edges[("gateway", "researcher", "http")] == requests

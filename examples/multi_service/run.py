@@ -43,8 +43,8 @@ QUESTIONS = (
     "crash the gateway please",
     "How do charging networks make money?",
 )
-SESSIONS = ("session-ada", "session-grace", "session-linus")
-USERS = ("ada", "grace", "linus", "margaret")
+# Each session belongs to one user, as in real traffic (a session is one person's conversation).
+SESSION_USERS = {"session-ada": "ada", "session-grace": "grace", "session-linus": "linus"}
 
 
 def _port_free(port: int) -> bool:
@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.requests is not None and sent > args.requests:
                 break
             question = QUESTIONS[(sent - 1) % len(QUESTIONS)]
-            status = demo.ask(question, rng.choice(SESSIONS), rng.choice(USERS))
+            session = rng.choice(sorted(SESSION_USERS))
+            status = demo.ask(question, session, SESSION_USERS[session])
             failures += status >= 400
             print(_progress(sent, demo, failures), end="", flush=True)
             if args.requests is None or not args.exit:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast, get_args
 
 from starlette.concurrency import run_in_threadpool
@@ -24,10 +25,23 @@ from plyra_trace.collector.model import CostDimension, Page, TraceFilter, Weight
 from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.tree import flamegraph, order_tree
 
-_DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+# What the API accepts, as patterns both ``re`` (fullmatch) and JSON Schema read the same way;
+# openapi.py declares exactly these, so the document cannot drift from the checks.
+TRACE_ID_PATTERN: Final = "^[0-9a-fA-F]{32}$"
+SPAN_ID_PATTERN: Final = "^[0-9a-fA-F]{16}$"
+DURATION_PATTERN: Final = "^([0-9]+(?:[.][0-9]+)?)(ms|s|m|h|d)$"
+NANOS_PATTERN: Final = "^-?[0-9]+$"
+RFC3339_PATTERN: Final = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?"
+    "([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+INTEGER_PATTERN: Final = "^-?[0-9]+$"
+NUMBER_PATTERN: Final = "^-?[0-9]+([.][0-9]+)?([eE][+-]?[0-9]+)?$"
+MAX_LIMIT: Final = 500
+STATUSES: Final = ("ok", "error")
 _UNIT_NS: Final = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
-_ID: Final = re.compile(r"^[0-9a-f]{16,32}$")
-_MAX_LIMIT: Final = 500
+_INT64: Final = (-(2**63), 2**63 - 1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 KEEPALIVE_SECONDS: Final = 15.0
 
 
@@ -56,76 +70,103 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _param(request: Request, name: str) -> str | None:
+    """A free-text parameter; an empty value counts as absent."""
     value = request.query_params.get(name)
     return value if value not in (None, "") else None
 
 
-def _int(request: Request, name: str, default: int | None = None) -> int | None:
-    value = _param(request, name)
+def _typed(request: Request, name: str, pattern: str, expected: str) -> str | None:
+    """A typed parameter: absent, or matching ``pattern`` (an empty value is malformed too)."""
+    value = request.query_params.get(name)
     if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
+        return None
+    if re.fullmatch(pattern, value) is None:
+        raise BadRequest(f"{name} must be {expected}")
+    return value
+
+
+def _clamp_ns(value: float) -> int:
+    """Nanoseconds within a signed 64-bit column, whatever the caller asked for."""
+    low, high = _INT64
+    if math.isnan(value):
+        raise BadRequest("not a number")
+    return int(max(low, min(high, value)))
+
+
+def _int(request: Request, name: str, default: int | None = None) -> int | None:
+    value = _typed(request, name, INTEGER_PATTERN, "an integer")
+    return default if value is None else int(value)
 
 
 def _float(request: Request, name: str) -> float | None:
-    value = _param(request, name)
+    value = _typed(request, name, NUMBER_PATTERN, "a number")
     if value is None:
         return None
-    try:
-        return float(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be a number") from None
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadRequest(f"{name} must be a finite number")
+    return number
 
 
 def _limit(request: Request, default: int = 50) -> int:
     limit = _int(request, "limit", default)
     assert limit is not None
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {_MAX_LIMIT}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     return limit
 
 
 def _time(request: Request, name: str) -> int | None:
-    """A time given as unix nanoseconds or as an ISO 8601 string, in nanoseconds."""
-    value = _param(request, name)
+    """A time given as unix nanoseconds or as an RFC 3339 time, in nanoseconds."""
+    value = request.query_params.get(name)
     if value is None:
         return None
-    if value.lstrip("-").isdigit():
-        return int(value)
+    if re.fullmatch(NANOS_PATTERN, value):
+        return _clamp_ns(int(value))
+    if re.fullmatch(RFC3339_PATTERN, value) is None:
+        raise BadRequest(f"{name} must be unix nanoseconds or an RFC 3339 time")
+    leap = value[17:19] == "60"  # a leap second is the next second's start
+    text = value[:17] + "59" + value[19:] if leap else value
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{name} must be unix nanoseconds or an ISO 8601 time") from None
-    return int(moment.timestamp() * 1e9)
+        raise BadRequest(f"{name} is not a valid time") from None
+    micros = (moment - _EPOCH) // timedelta(microseconds=1) + (10**6 if leap else 0)
+    return _clamp_ns(micros * 1000)
 
 
 def _window(request: Request) -> tuple[int | None, int | None]:
-    """``since``/``until`` (ns or ISO 8601), or ``last`` (e.g. 15m, 24h, 7d) back from now."""
+    """``since``/``until`` (ns or RFC 3339), or ``last`` (e.g. 15m, 24h, 7d) back from now."""
     since, until = _time(request, "since"), _time(request, "until")
-    last = _param(request, "last")
+    last = _typed(request, "last", DURATION_PATTERN, "a duration like 500ms, 30s, 15m, 24h or 7d")
     if last is not None:
-        match = _DURATION.match(last)
-        if match is None:
-            raise BadRequest("last must look like 500ms, 30s, 15m, 24h or 7d")
-        since = time.time_ns() - int(float(match.group(1)) * _UNIT_NS[match.group(2)])
+        match = re.fullmatch(DURATION_PATTERN, last)
+        assert match is not None
+        since = _clamp_ns(time.time_ns() - float(match.group(1)) * _UNIT_NS[match.group(2)])
     return since, until
 
 
-def _choice(request: Request, name: str, options: tuple[str, ...], default: str) -> str:
-    value = _param(request, name) or default
+def _choice(
+    request: Request, name: str, options: tuple[str, ...], default: str | None
+) -> str | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
     if value not in options:
         raise BadRequest(f"{name} must be one of {', '.join(options)}")
     return value
 
 
 def _trace_id(value: str) -> str:
-    value = value.lower()
-    if not _ID.match(value):
-        raise BadRequest("ids are lowercase hex")
-    return value
+    if re.fullmatch(TRACE_ID_PATTERN, value) is None:
+        raise BadRequest("a trace id is 32 hex digits")
+    return value.lower()
+
+
+def _span_id(value: str) -> str:
+    if re.fullmatch(SPAN_ID_PATTERN, value) is None:
+        raise BadRequest("a span id is 16 hex digits")
+    return value.lower()
 
 
 def _page(page: Page) -> dict[str, Any]:
@@ -141,9 +182,7 @@ async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def _filter(request: Request) -> TraceFilter:
     since, until = _window(request)
-    status = _param(request, "status")
-    if status not in (None, "ok", "error"):
-        raise BadRequest("status must be ok or error")
+    status = _choice(request, "status", STATUSES, None)  # absent: any status
     min_ms = _float(request, "min_duration_ms")
     return TraceFilter(
         project=_param(request, "project"),
@@ -154,7 +193,7 @@ def _filter(request: Request) -> TraceFilter:
         status=cast(Any, status),
         since_ns=since,
         until_ns=until,
-        min_duration_ns=int(min_ms * 1e6) if min_ms is not None else None,
+        min_duration_ns=_clamp_ns(min_ms * 1e6) if min_ms is not None else None,
         min_cost=_float(request, "min_cost"),
         text=(_param(request, "q") or "")[:200] or None,
     )
@@ -185,7 +224,7 @@ async def get_span(request: Request) -> JSON:
     span = await _call(
         _runtime(request).storage.get_span,
         _trace_id(request.path_params["id"]),
-        _trace_id(request.path_params["span_id"]),
+        _span_id(request.path_params["span_id"]),
     )
     if span is None:
         return JSON({"error": "span not found"}, status_code=404)

@@ -10,9 +10,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request, cookie_parser
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -106,6 +107,14 @@ def _middleware(config: CollectorConfig) -> list[Middleware]:
     return stack
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown routes and methods: JSON like every other API answer (plain text for the UI)."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith(("/api/", "/v1/")):
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+    return api.JSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starlette:
     """A collector app; storage and writer start with the app's lifespan and stop with it."""
     routes: list[Any] = [
@@ -142,5 +151,9 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starl
         routes=routes,
         lifespan=lifespan,
         middleware=_middleware(config),
-        exception_handlers={api.BadRequest: _bad_request, StorageUnavailable: _unavailable},
+        exception_handlers={
+            api.BadRequest: _bad_request,
+            HTTPException: _http_error,
+            StorageUnavailable: _unavailable,
+        },
     )

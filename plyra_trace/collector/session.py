@@ -40,7 +40,9 @@ async def sign_in(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     value = await run_in_threadpool(new_session, runtime.storage, key.strip())
     if value is None:
-        return JSON({"error": "invalid API key"}, status_code=401)
+        return JSON(
+            {"error": "invalid API key"}, status_code=401, headers={"www-authenticate": "Bearer"}
+        )
     response = JSON({"signed_in": True})
     response.set_cookie(
         SESSION_COOKIE,
@@ -61,10 +63,15 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-ROUTES: Final = [
-    Route("/api/v1/session", session_state, methods=["GET"]),
-    Route("/api/v1/session", sign_in, methods=["POST"]),
-    Route("/api/v1/session", sign_out, methods=["DELETE"]),
-]
+async def session(request: Request) -> Response:
+    """One route for the three methods, so a 405 lists every method the path supports."""
+    if request.method == "POST":
+        return await sign_in(request)
+    if request.method == "DELETE":
+        return await sign_out(request)
+    return await session_state(request)
+
+
+ROUTES: Final = [Route("/api/v1/session", session, methods=["GET", "POST", "DELETE"])]
 PUBLIC_PATHS: Final = frozenset({"/api/v1/session", "/api/v1/health"})
 """API paths answered without a key (sign-in itself and liveness without data)."""

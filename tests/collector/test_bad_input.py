@@ -109,12 +109,46 @@ def test_oversized_attribute_values_are_truncated(small):
         ("/api/v1/flamegraph", "root_name"),
         ("/api/v1/traces/not-hex", "hex"),
         ("/api/v1/traces/00000000000000000000000000000001/flamegraph?weight=mass", "weight"),
+        ("/api/v1/traces/0000000000000001", "32 hex"),  # a span id is no trace id
+        (f"/api/v1/traces/{tid(1)}/spans/{tid(1)}", "16 hex"),
+        ("/api/v1/traces?limit=", "limit"),  # a typed parameter left empty is malformed
+        ("/api/v1/traces?limit=%D9%A3", "limit"),  # an Arabic-Indic 3: digits are ASCII
+        ("/api/v1/traces?min_cost=nan", "min_cost"),
+        ("/api/v1/traces?min_duration_ms=1e999", "finite"),
+        ("/api/v1/traces?since=2026-01-01", "since"),  # RFC 3339 needs a time and an offset
+        ("/api/v1/traces?since=2026-13-01T00:00:00Z", "since"),
+        ("/api/v1/cost?by=", "by"),
+        ("/api/v1/flamegraph?root_name=&agent=", "root_name"),
     ],
 )
 def test_bad_query_parameters_are_400(small, path, reason):
     response = small.api.get(path)
     assert response.status_code == 400
     assert reason in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "last=99999999999999999999999d",  # clamped to the oldest time a column can hold
+        "since=-99999999999999999999999&until=99999999999999999999999",
+        "min_duration_ms=1e300",
+        "since=2016-12-31T23:59:60Z",  # a leap second
+        "since=0001-01-01T00:00:00%2B01:00",
+        "q=&service=&status=error",  # empty free text is the same as none
+    ],
+)
+def test_extreme_but_valid_parameters_are_answered(small, query):
+    response = small.api.get(f"/api/v1/traces?{query}")
+    assert response.status_code == 200, response.text
+
+
+def test_unknown_routes_and_methods_answer_json(small):
+    missing = small.api.get("/api/v1/nothing-here")
+    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
+    wrong = small.api.delete("/api/v1/traces")
+    assert wrong.status_code == 405 and "GET" in wrong.headers["allow"]
+    assert wrong.json() == {"error": "Method Not Allowed"}
 
 
 def test_unknown_trace_and_span_are_404(small):

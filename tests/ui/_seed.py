@@ -85,3 +85,9 @@ def run_failing(order: str) -> str:
         return _flaky(order)
     except ConnectionError:
         return "fallback"
+
+
+@plyra_trace.trace(name="chat-turn")
+def run_chat_turn(text: str) -> str:
+    """A plain traced call (no agent, no model): one turn of a shared chat session."""
+    return text.upper()

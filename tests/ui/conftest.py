@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SHARED_SESSION = "sess-ui-shared"
+SHARED_USERS = ("bob", "carol")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
@@ -57,9 +59,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
             _seed.run_planner("plan a trip")
         _seed.run_xss()
         _seed.run_failing("order-7")
+        with plyra_trace.session(SHARED_SESSION):  # one session, two users taking turns
+            for user in SHARED_USERS:
+                with plyra_trace.user(user):
+                    _seed.run_chat_turn(f"hello from {user}")
         handle.force_flush()
         items = collector.wait(
-            lambda: (lambda got: got if len(got) >= 4 else None)(
+            lambda: (lambda got: got if len(got) >= 6 else None)(
                 collector.get("/api/v1/traces")["items"]
             ),
             timeout=20,

@@ -17,7 +17,15 @@ import pytest
 
 from tests.collector.conftest import make_request, make_span, tid
 from tests.ui import _seed
-from tests.ui.conftest import CHROMIUM, SCREENSHOTS, Browser, Seeded, wait_until
+from tests.ui.conftest import (
+    CHROMIUM,
+    SCREENSHOTS,
+    SHARED_SESSION,
+    SHARED_USERS,
+    Browser,
+    Seeded,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -224,6 +232,27 @@ def test_flamegraph_across_traces_of_an_agent(
     _shot(page, artifacts, "flamegraph")
 
 
+def test_flamegraph_page_opens_on_the_most_recent_root(
+    browser: Browser, seeded: Seeded, artifacts: Path
+) -> None:
+    newest = seeded.collector.get("/api/v1/traces", limit=1)["items"][0]["root_name"]
+    page = _open(browser, seeded, "#/flame")
+    page.wait_for_selector("canvas.flame-canvas[data-frames]")
+    assert page.input_value('input[aria-label="root span name"]') == newest
+    api = seeded.collector.get("/api/v1/flamegraph", root_name=newest)
+    assert api["traces"] >= 1
+    assert page.inner_text(".flame-status").startswith(f"{api['traces']} trace(s) merged")
+    assert "(all)" in page.inner_text(".flame-info")
+    hash_params = page.evaluate("new URLSearchParams(location.hash.split('?')[1]).get('root_name')")
+    assert hash_params == newest  # the link is shareable
+    other = page.locator(".recent-roots a").first  # the other recent roots are one click away
+    other_root = other.inner_text()
+    other.click()
+    wait_until(lambda: page.input_value('input[aria-label="root span name"]') == other_root)
+    page.wait_for_selector("canvas.flame-canvas[data-frames]")
+    _shot(page, artifacts, "flamegraph-default")
+
+
 def test_cost_page_totals_equal_the_api(browser: Browser, seeded: Seeded, artifacts: Path) -> None:
     page = _open(browser, seeded, "#/cost?by=model")
     page.wait_for_selector(".cost-table tr[data-key]")
@@ -260,6 +289,25 @@ def test_sessions_page_lists_a_session_with_totals(
     ids = page.eval_on_selector_all("tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
     assert ids == [next(t["trace_id"] for t in traces if t["start_ns"] == s) for s in starts]
     _shot(page, artifacts, "session")
+
+
+def test_sessions_list_shows_each_sessions_users(browser: Browser, seeded: Seeded) -> None:
+    page = _open(browser, seeded, "#/sessions")
+    shared = f'tr[data-session="{SHARED_SESSION}"]'
+    page.wait_for_selector(shared)
+    for item in seeded.collector.get("/api/v1/sessions")["items"]:
+        users = item.get("users") or ([item["user_id"]] if item["user_id"] else [])
+        row = f'tr[data-session="{item["session_id"]}"] td.users'
+        assert page.inner_text(row) == ", ".join(users)
+        if "users" in item and item["session_id"] == SHARED_SESSION:
+            assert sorted(item["users"]) == sorted(SHARED_USERS)
+    page.click(f"{shared} td.users a")  # a user links to that user's traces
+    page.wait_for_selector("tr[data-trace-id]")
+    assert page.evaluate("location.hash").startswith("#/traces?user=")
+    page.go_back()
+    page.click(f"{shared} a")
+    page.wait_for_selector(".session-totals")
+    assert f"users {', '.join(SHARED_USERS)}" in page.inner_text(".session-totals")
 
 
 def test_hostile_span_data_renders_as_text(browser: Browser, seeded: Seeded) -> None:

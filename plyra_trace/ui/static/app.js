@@ -495,21 +495,29 @@ async function flamePage(_parts, params) {
   const weight = weightPicker(state.weight, () => go());
   const win = windowSelect(state.last, () => go());
   const form = el("form", { class: "filters", on: { submit: (e) => { e.preventDefault(); go(); } } }, rootList, agentList, rootInput, agentInput, weight, win, el("button", { type: "submit" }, "Show"));
-  const status = el("p", { class: "muted" });
+  const status = el("p", { class: "muted flame-status" });
   const holder = el("div", { class: "flame-holder" });
   view.append(el("h1", null, "Flamegraph across traces"), el("p", { class: "muted" }, "Where time, cost or tokens go across every trace of a root span or an agent. Click a frame to zoom."), form, status, holder);
   function go() {
     window.location.hash = href("/flame", { root_name: rootInput.value, agent: agentInput.value, weight: weight.value, last: win.value });
   }
   if (!state.root_name && !state.agent) {
-    if (roots.length) {
-      status.textContent = "Pick a root span name or an agent. Most recent roots: ";
-      for (const r of roots.slice(0, 8)) status.append(link("/flame", { root_name: r }, r), " ");
-    } else status.textContent = "No traces yet.";
-    return;
+    if (!roots.length) {
+      status.textContent = "No traces yet.";
+      return;
+    }
+    // Open on the most recent root (the newest trace's), and say so in the URL (shareable).
+    state.root_name = rootInput.value = roots[0];
+    navigateQuiet("/flame", { root_name: state.root_name, weight: state.weight, last: state.last });
   }
   const data = await api("/api/v1/flamegraph", { root_name: state.root_name, agent: state.agent, weight: state.weight, last: state.last });
   status.textContent = `${data.traces} trace(s) merged by span path, weighted by ${state.weight}.`;
+  const others = roots.filter((r) => r !== state.root_name).slice(0, 8);
+  if (others.length) {
+    const switcher = el("p", { class: "muted recent-roots" }, "Other recent roots: ");
+    for (const r of others) switcher.append(link("/flame", { root_name: r, weight: state.weight, last: state.last }, r), " ");
+    status.after(switcher);
+  }
   const flame = new Flamegraph(holder, { format: formatter(state.weight) });
   cleanups.push(() => flame.destroy());
   flame.setData(data.root);
@@ -613,7 +621,7 @@ async function sessionsPage(_parts, params) {
   const last = params.get("last") || "";
   const tbody = el("tbody");
   const more = el("button", { type: "button", class: "more", hidden: true }, "Load more");
-  view.append(el("h1", null, "Sessions"), el("div", { class: "filters" }, windowSelect(last, (v) => (window.location.hash = href("/sessions", { last: v })))), el("table", { class: "grid sessions" }, el("thead", null, el("tr", null, ["Session", "User", "Traces", "Spans", "Errors", "Tokens", "Cost", "First", "Last"].map(th))), tbody), more);
+  view.append(el("h1", null, "Sessions"), el("div", { class: "filters" }, windowSelect(last, (v) => (window.location.hash = href("/sessions", { last: v })))), el("table", { class: "grid sessions" }, el("thead", null, el("tr", null, ["Session", "Users", "Traces", "Spans", "Errors", "Tokens", "Cost", "First", "Last"].map(th))), tbody), more);
   let cursor = null;
   async function load(next = false) {
     const page = await api("/api/v1/sessions", { last, cursor: next ? cursor : null, limit: 50 });
@@ -624,7 +632,7 @@ async function sessionsPage(_parts, params) {
           "tr",
           { dataset: { session: s.session_id } },
           el("td", null, link(`/session/${encodeURIComponent(s.session_id)}`, null, s.session_id)),
-          el("td", null, s.user_id || ""),
+          el("td", { class: "users" }, userLinks(s.users || (s.user_id ? [s.user_id] : []))),
           el("td", { class: "num" }, fmtInt(s.traces)),
           el("td", { class: "num" }, fmtInt(s.spans)),
           el("td", { class: "num" }, fmtInt(s.errors)),
@@ -644,6 +652,11 @@ async function sessionsPage(_parts, params) {
   onLive(() => (cursor ? null : load()), ["trace", "poll"], 1500);
 }
 
+/** A session's users, each linking to the trace list filtered by that user. */
+function userLinks(users) {
+  return users.flatMap((u, i) => [i ? ", " : null, link("/traces", { user: u }, u)]);
+}
+
 async function sessionPage(parts) {
   const sessionId = parts[0];
   const items = [];
@@ -661,7 +674,7 @@ async function sessionPage(parts) {
   const users = [...new Set(items.map((t) => t.user_id).filter(Boolean))];
   view.append(
     el("h1", null, "Session ", el("span", { class: "mono" }, sessionId)),
-    el("div", { class: "summary session-totals" }, el("span", null, `${items.length} traces`), el("span", { class: "total-tokens" }, `${fmtInt(tokens)} tokens`), el("span", { class: "total-cost" }, `cost ${priced.length ? fmtCost(cost, unpriced) : unpriced ? "unpriced" : "–"}`), users.length ? el("span", null, `user ${users.join(", ")}`) : null, items.length ? el("span", null, `${fmtTime(items[0].start_ns)} → ${fmtTime(items[items.length - 1].end_ns)}`) : null),
+    el("div", { class: "summary session-totals" }, el("span", null, `${items.length} traces`), el("span", { class: "total-tokens" }, `${fmtInt(tokens)} tokens`), el("span", { class: "total-cost" }, `cost ${priced.length ? fmtCost(cost, unpriced) : unpriced ? "unpriced" : "–"}`), users.length ? el("span", { class: "users" }, users.length > 1 ? "users " : "user ", userLinks(users)) : null, items.length ? el("span", null, `${fmtTime(items[0].start_ns)} → ${fmtTime(items[items.length - 1].end_ns)}`) : null),
     el("p", { class: "muted" }, "Traces in the order they started."),
     table(["#", ...TRACE_HEADERS], items.map((t, i) => {
       const row = traceRow(t);
