@@ -37,7 +37,7 @@ class _Hold:
 
     def grow_to(self, size: int) -> None:
         if size > self.size:
-            if not self.budget.take(size - self.size):
+            if not self.budget.take(size - self.size, mine=self.size):
                 raise _Throttled
             self.size = size
 

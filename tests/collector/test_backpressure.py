@@ -179,3 +179,33 @@ def test_grpc_answers_unavailable_with_retry_info(tmp_path):
     finally:
         channel.close()
         stop_collector(running)
+
+
+def test_a_streamed_body_is_refused_once_it_outgrows_the_budget(tmp_path):
+    """No Content-Length (chunked): counted as it arrives; refused mid-way, never all kept."""
+    running = start_collector(tmp_path, max_inflight_bytes=1024 * 1024)
+    try:
+        held = _batch(5)
+        slow = _hold_budget(running.url, held)  # holds ~2 MB: anything more is over budget
+        wait_for(lambda: running.get("/api/v1/health")["inflight_bytes"] >= len(held))
+        body = _batch(6)
+
+        def chunks():
+            for start in range(0, len(body), 64 * 1024):
+                yield body[start : start + 64 * 1024]
+
+        reply = running.api.post("/v1/traces", content=chunks(), headers=PROTOBUF)
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+        assert running.get("/api/v1/health")["inflight_bytes"] == len(held)  # nothing leaked
+        slow.sendall(held[1000:])
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200")
+        slow.close()
+        assert running.api.post("/v1/traces", content=chunks(), headers=PROTOBUF).is_success
+        assert running.get("/api/v1/health") == {
+            "status": "ok",
+            "spans": 2 * SPANS_PER_BATCH,
+            "inflight_bytes": 0,
+            "throttled": 1,
+        }
+    finally:
+        stop_collector(running)
