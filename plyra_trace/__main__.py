@@ -98,6 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(f'  send traces with plyra_trace.init(endpoint="{url}"{key_hint})', flush=True)
     if args.grpc_port is not None:
         print(f"  OTLP/gRPC on {shown}:{args.grpc_port}", flush=True)
+    if args.open and public:
+        names = ", ".join(["loopback names", *args.allowed_host])
+        print(f"  answering Host: {names} (add names with --allowed-host)", flush=True)
     if args.workers > 1:
         from plyra_trace.collector import workers as processes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,8 @@ from plyra_trace.collector.session import PUBLIC_PATHS
 from plyra_trace.collector.storage import Storage, StorageUnavailable
 from plyra_trace.ui import ui_routes
 
+_log = logging.getLogger(__name__)
+
 
 class AuthMiddleware:
     """Checks API keys on /v1/ and /api/ paths.
@@ -52,39 +55,47 @@ class AuthMiddleware:
         if scope["type"] != "http" or not path.startswith(("/v1/", "/api/")):
             await self.app(scope, receive, send)
             return
-        runtime: Runtime = scope["app"].state.runtime
-        headers = Headers(scope=scope)
-        token = token_from(headers.get("authorization"), headers.get("x-api-key"))
-        if token is not None:
-            if await run_in_threadpool(verify, runtime.storage, token):
-                await self._pass(scope, receive, send, authenticated=True)
-            else:
-                await _unauthorized("invalid API key", scope, receive, send)
+        try:
+            verdict = await _verdict(scope, path)
+        except Exception:  # the store could not be asked: never a 500, never a pass
+            _log.warning("could not check API keys; answering 503", exc_info=True)
+            await _refuse(503, "storage unavailable; retry later", scope, receive, send)
             return
-        cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
-        if (
-            cookie
-            and path.startswith("/api/")
-            and await run_in_threadpool(session_valid, runtime.storage, cookie)
-        ):
-            scope[SESSION] = True
-            await self._pass(scope, receive, send, authenticated=True)
+        if isinstance(verdict, str):
+            await _refuse(401, verdict, scope, receive, send)
             return
-        required = runtime.keys.cached()
-        if required is None:
-            required = await run_in_threadpool(runtime.keys.required)
-        if not required or path in PUBLIC_PATHS:
-            await self._pass(scope, receive, send, authenticated=not required)
-            return
-        await _unauthorized("an API key is required", scope, receive, send)
-
-    async def _pass(self, scope: Scope, receive: Receive, send: Send, authenticated: bool) -> None:
-        scope[AUTHENTICATED] = authenticated
+        scope[AUTHENTICATED] = verdict
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(reason: str, scope: Scope, receive: Receive, send: Send) -> None:
-    response = api.JSON({"error": reason}, status_code=401, headers={"www-authenticate": "Bearer"})
+async def _verdict(scope: Scope, path: str) -> bool | str:
+    """True/False: let in (with or without access to data); a string: refuse (401) for it."""
+    runtime: Runtime = scope["app"].state.runtime
+    headers = Headers(scope=scope)
+    token = token_from(headers.get("authorization"), headers.get("x-api-key"))
+    if token is not None:
+        return (
+            True if await run_in_threadpool(verify, runtime.storage, token) else "invalid API key"
+        )
+    cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+    if (
+        cookie
+        and path.startswith("/api/")
+        and await run_in_threadpool(session_valid, runtime.storage, cookie)
+    ):
+        scope[SESSION] = True
+        return True
+    required = runtime.keys.cached()
+    if required is None:
+        required = await run_in_threadpool(runtime.keys.required)
+    if not required or path in PUBLIC_PATHS:
+        return not required
+    return "an API key is required"
+
+
+async def _refuse(status: int, reason: str, scope: Scope, receive: Receive, send: Send) -> None:
+    headers = {"www-authenticate": "Bearer"} if status == 401 else {"retry-after": "1"}
+    response = api.JSON({"error": reason}, status_code=status, headers=headers)
     await response(scope, receive, send)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 class InflightBudget:
     """Thread-safe count of held bytes with a ceiling.
 
-    While nothing is held any single request is let in (even one larger than the budget, up to
-    the body limit), so a small budget slows ingest down but never stops it.
+    A request alone in the budget is always let in (even one larger than the budget, up to the
+    body limit, streamed or not), so a small budget slows ingest down but never stops it.
     """
 
     def __init__(self, limit_bytes: int) -> None:
@@ -26,10 +26,11 @@ class InflightBudget:
         self._refused = 0
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bool:
-        """Hold ``size`` more bytes; False (and nothing held) if that would pass the budget."""
+    def take(self, size: int, mine: int = 0) -> bool:
+        """Hold ``size`` more bytes for a request already holding ``mine``; False (and nothing
+        more held) if that would pass the budget while other requests hold bytes too."""
         with self._lock:
-            if self._held and self._held + size > self.limit:
+            if self._held > mine and self._held + size > self.limit:
                 self._refused += 1
                 return False
             self._held += size

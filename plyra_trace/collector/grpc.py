@@ -38,7 +38,11 @@ class _TraceService:
         runtime = self._runtime
         metadata = {key.lower(): value for key, value in context.invocation_metadata()}
         token = token_from(metadata.get("authorization"), metadata.get("x-api-key"))
-        if not runtime.keys.allows(token):
+        try:
+            allowed = runtime.keys.allows(token)
+        except Exception:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable; retry later")
+        if not allowed:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid API key is required")
         if not runtime.budget.take(len(body)):
             _throttle(context, runtime.config.retry_after_seconds)

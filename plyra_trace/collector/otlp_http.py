@@ -37,7 +37,7 @@ class _Hold:
 
     def grow_to(self, size: int) -> None:
         if size > self.size:
-            if not self.budget.take(size - self.size):
+            if not self.budget.take(size - self.size, mine=self.size):
                 raise _Throttled
             self.size = size
 
@@ -52,7 +52,7 @@ async def export_traces(request: Request) -> Response:
         runtime.budget.give_back(hold.size)
         hold.size = 0
         if not hold.complete:
-            await _discard_rest(request)
+            await _discard_rest(request, runtime.config.max_body_bytes)
         return _throttled(runtime)
     finally:
         runtime.budget.give_back(hold.size)
@@ -123,13 +123,15 @@ async def _read_body(request: Request, limit: int, hold: _Hold) -> bytes:
     return b"".join(chunks)
 
 
-async def _discard_rest(request: Request) -> None:
+async def _discard_rest(request: Request, limit: int) -> None:
     """Read and drop what is left of a refused body (never kept), so the sender, still writing
-    it, reads the 503 instead of a reset connection; the body limit bounds this."""
-    while True:
+    it, reads the 503 instead of a reset connection; past ``limit`` bytes the server closes."""
+    dropped = 0
+    while dropped <= limit:
         message = await request.receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
             return
+        dropped += len(message.get("body", b""))
 
 
 def _throttled(runtime: Runtime) -> Response:

@@ -120,14 +120,14 @@ def _hold_budget(url: str, body: bytes) -> socket.socket:
     return sock
 
 
-def test_the_sdk_backs_off_and_delivers_everything(busy_collector):
-    """Default SDK settings against a throttling collector: refused once, retried, all stored."""
-    url, _ = busy_collector
-    slow_body = _batch(2) * 3  # ~6 MB declared, over the 4 MB budget: nothing else fits
+def _sdk_rides_out_throttling(url: str, **init: str) -> None:
+    """A slow request holds the whole budget; an SDK with default settings exports, is refused,
+    backs off, and delivers every span once the budget frees up."""
+    slow_body = _batch(2) * 3  # ~6 MB declared, over the budget: nothing else fits beside it
     slow = _hold_budget(url, slow_body)
     health = lambda: httpx.get(f"{url}/api/v1/health").json()  # noqa: E731
     wait_for(lambda: health()["inflight_bytes"] >= len(slow_body))
-    handle = plyra_trace.init("throttled", endpoint=url, console=False)
+    handle = plyra_trace.init("throttled", console=False, **init)
 
     @plyra_trace.trace(name="op")
     def operation() -> None:
@@ -146,6 +146,20 @@ def test_the_sdk_backs_off_and_delivers_everything(busy_collector):
     assert flushed == [True]
     handle.shutdown()
     assert health()["spans"] == SPANS_PER_BATCH + 600  # the slow batch and every SDK span
+
+
+def test_the_sdk_backs_off_and_delivers_everything(busy_collector):
+    url, _ = busy_collector
+    _sdk_rides_out_throttling(url, endpoint=url)
+
+
+def test_the_sdk_over_grpc_honours_retry_info(tmp_path):
+    running = start_collector(tmp_path, grpc=True, max_inflight_bytes=4 * 1024 * 1024)
+    try:
+        endpoint = f"http://127.0.0.1:{running.grpc_port}"
+        _sdk_rides_out_throttling(running.url, endpoint=endpoint, protocol="grpc")
+    finally:
+        stop_collector(running)
 
 
 def test_grpc_answers_unavailable_with_retry_info(tmp_path):
@@ -178,4 +192,34 @@ def test_grpc_answers_unavailable_with_retry_info(tmp_path):
         assert running.trace(tid(4))["root_name"] == "grpc-root"
     finally:
         channel.close()
+        stop_collector(running)
+
+
+def test_a_streamed_body_is_refused_once_it_outgrows_the_budget(tmp_path):
+    """No Content-Length (chunked): counted as it arrives; refused mid-way, never all kept."""
+    running = start_collector(tmp_path, max_inflight_bytes=1024 * 1024)
+    try:
+        held = _batch(5)
+        slow = _hold_budget(running.url, held)  # holds ~2 MB: anything more is over budget
+        wait_for(lambda: running.get("/api/v1/health")["inflight_bytes"] >= len(held))
+        body = _batch(6)
+
+        def chunks():
+            for start in range(0, len(body), 64 * 1024):
+                yield body[start : start + 64 * 1024]
+
+        reply = running.api.post("/v1/traces", content=chunks(), headers=PROTOBUF)
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+        assert running.get("/api/v1/health")["inflight_bytes"] == len(held)  # nothing leaked
+        slow.sendall(held[1000:])
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200")
+        slow.close()
+        assert running.api.post("/v1/traces", content=chunks(), headers=PROTOBUF).is_success
+        assert running.get("/api/v1/health") == {
+            "status": "ok",
+            "spans": 2 * SPANS_PER_BATCH,
+            "inflight_bytes": 0,
+            "throttled": 1,
+        }
+    finally:
         stop_collector(running)
