@@ -248,6 +248,8 @@ def init(
         _propagation.configure(propagators)
     elif os.environ.get("OTEL_PROPAGATORS"):
         _propagation.configure(os.environ["OTEL_PROPAGATORS"].split(","))
+    else:
+        _propagation.adopt_global()
 
     health = _export.ExportHealth()
     processors = [
