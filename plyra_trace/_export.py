@@ -313,9 +313,11 @@ class ExportHealth:
             )
 
     def _forget_queue_after_fork(self) -> None:
-        with self._lock:
-            self._exported = self._failed = self._failed_calls = 0
-            self._reported = (0, 0)
+        """A forked child starts its own books (the parent keeps exporting what it queued).
+        The lock is replaced, not taken: another thread may have held it at the fork."""
+        self._lock = threading.Lock()
+        self._exported = self._failed = self._failed_calls = 0
+        self._reported = (0, 0)
 
 
 class _CountingQueue(collections.deque[Any]):

@@ -51,6 +51,8 @@ def parse_traceparent(lines: Sequence[str] | None) -> trace.SpanContext | None:
     anything after the flags are invalid; a higher version is read by its first four fields
     when what follows them starts with ``-``.
     """
+    if isinstance(lines, str):  # a getter that returned the value itself
+        lines = [lines]
     if not lines or len(lines) != 1:
         return None
     value = lines[0].strip(_OWS)
@@ -145,7 +147,7 @@ def parse_tracestate(lines: Iterable[str] | None) -> W3CTraceState:
     """
     members: dict[str, str] = {}
     seen = 0
-    for line in lines or ():
+    for line in [lines] if isinstance(lines, str) else lines or ():
         seen += len(line)
         if seen > _MAX_TRACESTATE_CHARS:
             return _EMPTY_TRACESTATE
@@ -182,7 +184,7 @@ class W3CTraceContext(TraceContextTextMapPropagator):
 
 
 def _members(lines: Iterable[str]) -> Iterator[str]:
-    for line in lines:
+    for line in [lines] if isinstance(lines, str) else lines:
         for raw in line.split(","):
             member = raw.strip(_OWS)
             if member:
