@@ -113,6 +113,11 @@ class PlyraTrace:
         """Spans in export calls that failed (endpoint down, rejected, timed out)."""
         return self._health.failed_exports
 
+    @property
+    def failed_export_calls(self) -> int:
+        """Export calls that failed (each may carry up to 512 spans)."""
+        return self._health.status().failed_export_calls
+
     def status(self) -> _export.ExportStatus:
         """Spans exported, dropped, failed (and failed calls) and still queued so far."""
         return self._health.status()

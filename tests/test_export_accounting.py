@@ -89,6 +89,7 @@ def test_failed_exports_count_spans_and_calls_and_shutdown_says_so(caplog):
         final = handle.shutdown()
     status = handle.status()
     assert (status.failed_exports, status.failed_export_calls, status.exported_spans) == (14, 2, 7)
+    assert (handle.failed_exports, handle.failed_export_calls) == (14, 2)
     assert final  # nothing new was lost since the last report
     (warning,) = [r for r in caplog.records if "not every span" in r.getMessage()]
     assert "14 in 2 failed export calls" in warning.getMessage()
