@@ -5,9 +5,10 @@ Agents, tools, guards and model calls become spans with agent semantics (``plyra
 attributes, so any OTLP backend can read them.
 """
 
-from plyra_trace._config import PlyraTrace, init
+from plyra_trace._config import PlyraTrace, init, status
 from plyra_trace._context import metadata, session, tags, user
 from plyra_trace._decorators import agent, guard, llm, tool, trace
+from plyra_trace._export import ExportStatus, FlushReport
 from plyra_trace._guard import GuardResult
 from plyra_trace._instrument import instrument, uninstrument
 from plyra_trace._propagation import continue_trace, extract_context, handoff, inject_context
@@ -17,6 +18,8 @@ from plyra_trace._version import VERSION as __version__
 from plyra_trace.integrations.asgi import PlyraMiddleware
 
 __all__ = [
+    "ExportStatus",
+    "FlushReport",
     "GuardResult",
     "PlyraMiddleware",
     "PlyraTrace",
@@ -35,6 +38,7 @@ __all__ = [
     "metadata",
     "record_llm_usage",
     "session",
+    "status",
     "tags",
     "tool",
     "trace",

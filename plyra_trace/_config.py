@@ -110,40 +110,52 @@ class PlyraTrace:
 
     @property
     def failed_exports(self) -> int:
-        """Export attempts that failed (endpoint down, rejected, timed out)."""
+        """Spans in export calls that failed (endpoint down, rejected, timed out)."""
         return self._health.failed_exports
+
+    @property
+    def failed_export_calls(self) -> int:
+        """Export calls that failed (each may carry up to 512 spans)."""
+        return self._health.status().failed_export_calls
+
+    def status(self) -> _export.ExportStatus:
+        """Spans exported, dropped, failed (and failed calls) and still queued so far."""
+        return self._health.status()
 
     @property
     def is_shutdown(self) -> bool:
         return self._closed
 
-    def force_flush(self, timeout: float = 5.0) -> bool:
-        """Export everything finished so far; returns False if that took longer than ``timeout``."""
+    def force_flush(self, timeout: float = 5.0) -> _export.FlushReport:
+        """Export everything finished so far, within about ``timeout`` seconds. The report
+        says what was not delivered (dropped or failed since the last report, still queued)
+        and is falsy when anything was not, or the timeout ran out."""
         if self._closed:
-            return False
-        return self._pipeline.force_flush(int(timeout * 1000))
+            return self._health.report(timed_out=True)
+        done = self._pipeline.force_flush(int(timeout * 1000))  # bounded by the timeout
+        return self._health.report(timed_out=not done)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 5.0) -> _export.FlushReport:
         """Flush and stop exporting; returns within about ``timeout`` seconds even if the backend
-        is down. Spans started afterwards are not exported until the next ``init()``."""
+        is down, with what could not be delivered (a warning with the totals says it too).
+        Spans started afterwards are not exported until the next ``init()``."""
         with _process.lock:
             if self._closed:
-                return
+                return self._health.report(timed_out=False)
             self._closed = True
             if _process.router.pipeline is self._pipeline:
                 _process.router.pipeline = None
             if _process.active is self:
                 _process.active = None
-        self._pipeline.force_flush(int(timeout * 1000 * 0.8))
-        stopper = threading.Thread(
-            target=self._pipeline.shutdown,
-            kwargs={"timeout_millis": int(timeout * 1000 * 0.2) + 1},
-            name="plyra-shutdown",
-            daemon=True,
+        flushed = self._pipeline.force_flush(int(timeout * 1000 * 0.8))
+        stopped = _export.run_bounded(
+            lambda: self._pipeline.shutdown(timeout_millis=int(timeout * 1000 * 0.2) + 1),
+            timeout * 0.2 + 0.05,
+            "plyra-shutdown",
         )
-        stopper.start()
-        stopper.join(timeout * 0.2 + 0.05)
         self._log_guard.remove()
+        self._health.warn_if_incomplete(self.endpoint)
+        return self._health.report(timed_out=not (flushed and stopped))
 
     def __enter__(self) -> PlyraTrace:
         return self
@@ -210,7 +222,7 @@ def init(
     redactor: Redactor | None = None,
     propagators: Iterable[str] | None = None,
     timeout: float | None = None,
-    max_queue_size: int = 2048,
+    max_queue_size: int = _export.DEFAULT_MAX_QUEUE_SIZE,
     schedule_delay_millis: int = 500,
     instrument: bool | Sequence[str] | None = None,
     flush_on_sigterm: bool = True,
@@ -248,10 +260,12 @@ def init(
         _propagation.configure(propagators)
     elif os.environ.get("OTEL_PROPAGATORS"):
         _propagation.configure(os.environ["OTEL_PROPAGATORS"].split(","))
+    else:
+        _propagation.adopt_global()
 
     health = _export.ExportHealth()
     processors = [
-        _export.exporting_processor(e, batch, max_queue_size, schedule_delay_millis)
+        _export.exporting_processor(e, batch, max_queue_size, schedule_delay_millis, health)
         for e in exporters
     ]
     if console or (console is None and not exporters):
@@ -286,7 +300,7 @@ def init(
             resolved_protocol if url else None,
             pipeline,
             health,
-            _export.ExportLogGuard(health, url, max_queue_size),
+            _export.ExportLogGuard(url, max_queue_size),
             provider,
         )
         _process.router.pipeline = pipeline
@@ -296,6 +310,7 @@ def init(
         previous._pipeline.shutdown(timeout_millis=2_000)
         previous._closed = True
         previous._log_guard.remove()
+        previous._health.warn_if_incomplete(previous.endpoint)
     warm_prices()
     if flush_on_sigterm:
         flush_on_terminate(flush_active)
@@ -317,7 +332,14 @@ def flush_active(timeout: float) -> bool:
     """Export what the ``init()`` in force has queued, within ``timeout`` seconds (process exits:
     SIGTERM, ASGI lifespan shutdown, Celery worker shutdown). False if nothing was flushed."""
     handle = _process.active
-    return handle.force_flush(timeout) if handle is not None else False
+    return bool(handle.force_flush(timeout)) if handle is not None else False
+
+
+def status() -> _export.ExportStatus | None:
+    """Export health of the ``init()`` in force (None before ``init()``): spans exported,
+    dropped by the full queue, lost in failed export calls, and still queued."""
+    handle = _process.active
+    return handle.status() if handle is not None else None
 
 
 class _Fanout(SpanProcessor):

@@ -1,27 +1,42 @@
 """Where spans go: OTLP over HTTP or gRPC, the console tree, or an exporter the caller brings.
 
-Also keeps the OpenTelemetry exporters' own complaints to one line each: a dead endpoint or a
-full queue is said once, with a hint, and counted after that.
+Also keeps the books: spans exported, dropped by the bounded queue and lost in failed export
+calls are counted where that happens (``ExportHealth``), and the OpenTelemetry exporters' own
+complaints are kept to one line each (a dead endpoint, a full queue, a collector asking to
+retry later), with a hint.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.util.re import parse_env_headers
+
+from plyra_trace import _safety
 
 HTTP_PROTOBUF: Final = "http/protobuf"
 GRPC: Final = "grpc"
 _TRACES_PATH: Final = "/v1/traces"
+# Spans per OTLP request. With the default queue of DEFAULT_MAX_QUEUE_SIZE spans, a burst of
+# 10,000 spans fits before the first batch has left.
+_MAX_EXPORT_BATCH: Final = 512
+DEFAULT_MAX_QUEUE_SIZE: Final = 16_384
 
 _SESSION_PROVIDER: Final = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"
 _QUEUE_LOGGER: Final = "opentelemetry.sdk._shared_internal"
@@ -144,45 +159,265 @@ def _fork_safe_session() -> Any:
 
 
 def exporting_processor(
-    exporter: SpanExporter, batch: bool, max_queue_size: int, schedule_delay_millis: int
+    exporter: SpanExporter,
+    batch: bool,
+    max_queue_size: int,
+    schedule_delay_millis: int,
+    health: ExportHealth | None = None,
 ) -> SpanProcessor:
     """A bounded batch processor (never blocks the caller) or, with ``batch=False``, a
-    synchronous one for scripts and serverless functions."""
+    synchronous one for scripts and serverless functions; ``health`` counts what each does."""
+    health = health if health is not None else ExportHealth()
+    counted = _CountingExporter(exporter, health)
     if not batch:
-        return SimpleSpanProcessor(exporter)
-    return BatchSpanProcessor(
-        exporter,
+        return SimpleSpanProcessor(counted)
+    return _AccountedBatchProcessor(
+        counted,
+        health,
         max_queue_size=max_queue_size,
-        max_export_batch_size=min(512, max_queue_size),
+        max_export_batch_size=min(_MAX_EXPORT_BATCH, max_queue_size),
         schedule_delay_millis=schedule_delay_millis,
     )
 
 
-@dataclass
-class ExportHealth:
-    """How many spans the queue dropped and how many export attempts failed, since ``init()``."""
+def run_bounded(work: Callable[[], object], timeout: float, name: str) -> bool:
+    """Run ``work`` on a daemon thread and wait at most ``timeout`` seconds for it: a flush to a
+    slow collector (retrying as it asks) must not hold the caller longer than it allowed.
+    True when ``work`` finished in time."""
 
-    dropped_spans: int = 0
-    failed_exports: int = 0
+    def contained() -> None:
+        try:
+            work()
+        except Exception:
+            _safety.log_once(name, f"plyra_trace: {name} failed; spans may be lost")
+
+    thread = threading.Thread(target=contained, name=name, daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    return not thread.is_alive()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStatus:
+    """Export health since ``init()``: every span given to the exporting processor was
+    exported, dropped, failed, or is still queued (counted per destination)."""
+
+    exported_spans: int
+    dropped_spans: int
+    failed_exports: int
+    failed_export_calls: int
+    queued_spans: int
+
+    @property
+    def undelivered(self) -> int:
+        """Spans that did not reach the backend: dropped, failed, or still waiting."""
+        return self.dropped_spans + self.failed_exports + self.queued_spans
+
+    def __str__(self) -> str:
+        return (
+            f"{self.exported_spans} spans exported, {self.dropped_spans} dropped "
+            f"(export queue full), {self.failed_exports} in {self.failed_export_calls} "
+            f"failed export calls, {self.queued_spans} still queued"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    """What a ``force_flush()`` or ``shutdown()`` could not deliver: spans dropped or failed
+    since the previous report, spans still queued, and whether the timeout ran out.
+
+    True when everything was delivered, so ``if handle.force_flush():`` reads as before.
+    """
+
+    dropped_spans: int
+    failed_exports: int
+    queued_spans: int
+    timed_out: bool
+
+    @property
+    def undelivered(self) -> int:
+        return self.dropped_spans + self.failed_exports + self.queued_spans
+
+    def __bool__(self) -> bool:
+        return not (self.undelivered or self.timed_out)
+
+
+class ExportHealth:
+    """Counts kept where spans are queued and exported, never inferred from log records.
+
+    Drops are what the bounded queue evicted: spans put in, minus spans taken out for export,
+    minus spans still in it. The SDK's own warning goes through a logger whose duplicate
+    filter hides repeats, so counting log records undercounts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: list[_CountingQueue] = []
+        self._exported = 0
+        self._failed = 0
+        self._failed_calls = 0
+        self._reported = (0, 0)  # dropped, failed at the last FlushReport
+
+    def _watch(self, queue: _CountingQueue) -> None:
+        with self._lock:
+            self._queues.append(queue)
+
+    def _exported_batch(self, count: int, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._exported += count
+            else:
+                self._failed += count
+                self._failed_calls += 1
+
+    @property
+    def dropped_spans(self) -> int:
+        return sum(queue.evicted() for queue in self._queues)
+
+    @property
+    def failed_exports(self) -> int:
+        return self._failed
+
+    def status(self) -> ExportStatus:
+        with self._lock:
+            exported, failed, calls = self._exported, self._failed, self._failed_calls
+        return ExportStatus(
+            exported_spans=exported,
+            dropped_spans=self.dropped_spans,
+            failed_exports=failed,
+            failed_export_calls=calls,
+            queued_spans=sum(len(queue) for queue in self._queues),
+        )
+
+    def report(self, timed_out: bool) -> FlushReport:
+        """What was not delivered since the previous report (and what is still queued)."""
+        status = self.status()
+        with self._lock:
+            dropped_before, failed_before = self._reported
+            self._reported = (status.dropped_spans, status.failed_exports)
+        return FlushReport(
+            dropped_spans=status.dropped_spans - dropped_before,
+            failed_exports=status.failed_exports - failed_before,
+            queued_spans=status.queued_spans,
+            timed_out=timed_out,
+        )
+
+    def warn_if_incomplete(self, endpoint: str | None) -> None:
+        """One warning line with the totals when anything was dropped, failed or left queued."""
+        status = self.status()
+        if status.undelivered:
+            _safety.logger.warning(
+                "plyra_trace: not every span reached %s: %s",
+                endpoint or "the exporter",
+                status,
+            )
+
+    def _forget_queue_after_fork(self) -> None:
+        """A forked child starts its own books (the parent keeps exporting what it queued).
+        The lock is replaced, not taken: another thread may have held it at the fork."""
+        self._lock = threading.Lock()
+        self._exported = self._failed = self._failed_calls = 0
+        self._reported = (0, 0)
+
+
+class _CountingQueue(collections.deque[Any]):
+    """The batch processor's bounded deque, counting what goes in and what is taken out.
+
+    ``appendleft`` on a full deque evicts the oldest span silently; ``evicted`` recovers the
+    exact number. Puts are counted by the processor after ``emit`` (one cheap ``next`` per
+    span), takes here on the export thread.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__((), maxlen)
+        self.put = itertools.count()
+        self.taken = 0
+
+    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
+        item = super().pop()
+        self.taken += 1
+        return item
+
+    def clear(self) -> None:  # the SDK clears the inherited queue in a forked child
+        super().clear()
+        self.put = itertools.count()
+        self.taken = 0
+
+    def evicted(self) -> int:
+        # next() on a count() is atomic, a thread-safe tally; its repr, "count(N)", reads it
+        put = int(repr(self.put)[6:-1])
+        return max(0, put - self.taken - len(self))
+
+
+class _AccountedBatchProcessor(BatchSpanProcessor):
+    """OpenTelemetry's ``BatchSpanProcessor`` with a queue that counts what it evicts."""
+
+    def __init__(self, exporter: SpanExporter, health: ExportHealth, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        inner = getattr(self, "_batch_processor", None)
+        current = getattr(inner, "_queue", None)
+        self._counting: _CountingQueue | None = None
+        if isinstance(current, collections.deque) and current.maxlen:
+            self._counting = _CountingQueue(current.maxlen)
+            inner._queue = self._counting  # type: ignore[union-attr]
+            health._watch(self._counting)
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(health)
+
+            def reset() -> None:
+                forked = reference()
+                if forked is not None:
+                    forked._forget_queue_after_fork()
+
+            os.register_at_fork(after_in_child=reset)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not (span.context and span.context.trace_flags.sampled):
+            return
+        self._batch_processor.emit(span)
+        if self._counting is not None:
+            next(self._counting.put)
+
+
+class _CountingExporter(SpanExporter):
+    """Passes batches to the real exporter and counts spans of successful and failed calls."""
+
+    def __init__(self, inner: SpanExporter, health: ExportHealth) -> None:
+        self.inner = inner
+        self._health = health
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = False
+        try:
+            result = self.inner.export(spans)
+            ok = result is SpanExportResult.SUCCESS
+            return result
+        finally:
+            self._health._exported_batch(len(spans), ok)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
 
 
 class _SayOnce(logging.Filter):
-    """Lets the first matching record through, rewritten with a hint; counts and drops the rest."""
+    """Lets the first matching record through, rewritten with a hint, and drops the rest
+    (``ExportHealth`` counts what they are about)."""
 
-    def __init__(self, health: ExportHealth, hint: str, counter: str, match: str = "") -> None:
+    def __init__(self, hint: str, match: str = "", level: int = logging.WARNING) -> None:
         super().__init__("plyra")
         self._match = match
-        self._health = health
+        self._level = level
         self._hint = hint
-        self._counter = counter
         self._said = False
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or not str(record.msg).startswith(self._match):
+        if record.levelno < self._level or not str(record.msg).startswith(self._match):
             return True
         with self._lock:
-            setattr(self._health, self._counter, getattr(self._health, self._counter) + 1)
             if self._said:
                 return False
             self._said = True
@@ -196,16 +431,18 @@ class _SayOnce(logging.Filter):
 class ExportLogGuard:
     """Installs and removes the say-once filters on the OpenTelemetry export loggers."""
 
-    def __init__(self, health: ExportHealth, endpoint: str | None, max_queue_size: int) -> None:
+    def __init__(self, endpoint: str | None, max_queue_size: int) -> None:
         self._installed: list[tuple[logging.Logger, logging.Filter]] = []
         queue_hint = (
             f"plyra_trace: export queue full at {max_queue_size} spans, spans are dropped; "
             "raise max_queue_size or check the exporter"
         )
         export_hint = f"plyra_trace: cannot export to {endpoint}; is the collector running?"
-        self._add(_QUEUE_LOGGER, _SayOnce(health, queue_hint, "dropped_spans", "Queue full"))
+        retry_hint = f"plyra_trace: {endpoint} asked to retry later; retrying as it says"
+        self._add(_QUEUE_LOGGER, _SayOnce(queue_hint, "Queue full"))
         for name in _EXPORT_LOGGERS:
-            self._add(name, _SayOnce(health, export_hint, "failed_exports"))
+            self._add(name, _SayOnce(export_hint, level=logging.ERROR))
+            self._add(name, _SayOnce(retry_hint, "Transient error"))
 
     def _add(self, name: str, log_filter: logging.Filter) -> None:
         logger = logging.getLogger(name)

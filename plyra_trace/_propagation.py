@@ -23,6 +23,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from plyra_trace import _semconv as sc
 from plyra_trace._context import SCOPE_KEY, Scope, current_agent, current_scope, with_scope
 from plyra_trace._safety import log_once
+from plyra_trace._w3c import W3CBaggage, W3CTraceContext
 
 _MAX_HEADERS: Final = 256
 _MAX_VALUE_BYTES: Final = 8192
@@ -32,11 +33,19 @@ _MAX_REASON_CHARS: Final = 512
 _INTENT_KEY = otel_context.create_key("plyra.handoff_intent")
 _PENDING_KEY = otel_context.create_key("plyra.pending_handoff")
 
-_TRACECONTEXT: Final[list[TextMapPropagator]] = [
-    TraceContextTextMapPropagator(),
-    W3CBaggagePropagator(),
-]
-_propagator: TextMapPropagator = CompositePropagator(_TRACECONTEXT)
+# Ours first when baggage is written, so a caller's large baggage cannot crowd them out.
+_OWN_BAGGAGE: Final = (sc.BAGGAGE_SESSION, sc.BAGGAGE_USER, *sc.BAGGAGE_HANDOFF)
+
+
+def _tracecontext() -> TextMapPropagator:
+    return W3CTraceContext()
+
+
+def _baggage() -> TextMapPropagator:
+    return W3CBaggage(first=_OWN_BAGGAGE)
+
+
+_propagator: TextMapPropagator = CompositePropagator([_tracecontext(), _baggage()])
 
 
 def configure(formats: Iterable[str] = ("tracecontext", "baggage")) -> None:
@@ -46,9 +55,9 @@ def configure(formats: Iterable[str] = ("tracecontext", "baggage")) -> None:
     for name in formats:
         key = name.strip().lower()
         if key == "tracecontext":
-            chosen.append(TraceContextTextMapPropagator())
+            chosen.append(_tracecontext())
         elif key == "baggage":
-            chosen.append(W3CBaggagePropagator())
+            chosen.append(_baggage())
         elif key in ("b3", "b3single"):
             from opentelemetry.propagators.b3 import B3SingleFormat
 
@@ -64,6 +73,18 @@ def configure(formats: Iterable[str] = ("tracecontext", "baggage")) -> None:
     _propagator = CompositePropagator(chosen)
     # Libraries that propagate through OpenTelemetry's global setting (FastAPI, mcp) use the same.
     propagate.set_global_textmap(_propagator)
+
+
+def adopt_global() -> None:
+    """Make the spec-exact formats the global ones too (FastAPI's and mcp's own tracing read
+    it), unless the application installed propagators of its own."""
+    current = propagate.get_global_textmap()
+    if not isinstance(current, CompositePropagator):
+        return
+    parts = getattr(current, "_propagators", None)
+    stock = {TraceContextTextMapPropagator, W3CBaggagePropagator}
+    if parts and {type(part) for part in parts} <= stock:
+        propagate.set_global_textmap(_propagator)
 
 
 def propagator() -> TextMapPropagator:
@@ -180,12 +201,13 @@ def inject_context(
 # --- extract --------------------------------------------------------------------------------------
 
 
-def normalise_carrier(carrier: Any) -> dict[str, str]:
-    """Any header-like carrier as a small lowercase ``dict[str, str]``.
+def normalise_carrier(carrier: Any) -> dict[str, list[str]]:
+    """The context headers of any header-like carrier: lowercase name -> its lines, in order.
 
     Accepts mappings (case-insensitive; WSGI ``HTTP_*`` keys too), lists of pairs (ASGI scope
-    headers), bytes keys and values, and multi-valued entries. Oversized values and excess entries
-    are dropped.
+    headers, gRPC metadata: a repeated name keeps every line), bytes keys and values, and
+    multi-valued entries. Only the names the configured formats read are kept; oversized values
+    and entries past the first 256 are dropped.
     """
     items: Iterable[Any]
     if carrier is None:
@@ -194,7 +216,8 @@ def normalise_carrier(carrier: Any) -> dict[str, str]:
         items = carrier.items()
     else:
         items = carrier
-    headers: dict[str, str] = {}
+    fields = context_fields()
+    headers: dict[str, list[str]] = {}
     for count, item in enumerate(items):
         if count >= _MAX_HEADERS:
             break
@@ -208,12 +231,12 @@ def normalise_carrier(carrier: Any) -> dict[str, str]:
         name = name.lower()
         if name.startswith("http_"):
             name = name[5:].replace("_", "-")
-        if isinstance(value, list | tuple):
-            value = value[0] if value else None
-        text = _text(value)
-        if text is None or len(text) > _MAX_VALUE_BYTES:
+        if name not in fields:
             continue
-        headers.setdefault(name, text)
+        for line in value if isinstance(value, list | tuple) else (value,):
+            text = _text(line)
+            if text is not None and len(text) <= _MAX_VALUE_BYTES:
+                headers.setdefault(name, []).append(text)
     return headers
 
 

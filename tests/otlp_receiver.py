@@ -47,10 +47,15 @@ class ReceivedSpan:
 class OTLPReceiver:
     """Collects every span POSTed to ``/v1/traces``; ``url`` is the base endpoint."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(
+        self, status: int = 200, script: list[tuple[int, dict[str, str]]] | None = None
+    ) -> None:
+        """``script``: the answers (status, headers) to the first requests, then ``status``."""
         self.spans: list[ReceivedSpan] = []
         self.requests: list[dict[str, str]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request
         self.status = status
+        self._script = list(script or [])
         self._lock = threading.Lock()
         receiver = self
 
@@ -61,11 +66,17 @@ class OTLPReceiver:
                     body = gzip.decompress(body)
                 with receiver._lock:
                     receiver.requests.append({k.lower(): v for k, v in self.headers.items()})
-                if self.path == "/v1/traces" and receiver.status == 200:
+                    receiver.arrivals.append(time.monotonic())
+                    status, headers = (
+                        receiver._script.pop(0) if receiver._script else (receiver.status, {})
+                    )
+                if self.path == "/v1/traces" and status == 200:
                     request = ExportTraceServiceRequest()
                     request.ParseFromString(body)
                     receiver._add(request)
-                self.send_response(receiver.status)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -213,7 +213,7 @@ def _context_for(
 ) -> tuple[otel_context.Context, dict[str, str]]:
     """The parent context of a run and the handoff baggage the message carried; without a
     remote parent (eager mode, a sender without context) ``fallback``, by default the current."""
-    received = extract_context({k: v for k, v in carrier.items() if isinstance(v, str)})
+    received = extract_context(carrier)
     if remote_parent(received) is None:
         return (otel_context.get_current() if fallback is None else fallback), {}
     entries = baggage.get_all(received)
