@@ -3,11 +3,19 @@
 One writer connection (``BEGIN IMMEDIATE`` per batch); readers come from the engine's pool, each
 statement reading a consistent WAL snapshot. The bulk insert bypasses SQLAlchemy's per-row
 parameter handling: ingest speed is the sqlite3 module's.
+
+The WAL stays bounded under constant readers: SQLite's own checkpoints (PASSIVE, after commits)
+cannot restart a log that some reader is always inside, so once the ``-wal`` file passes
+``wal_limit_bytes`` the writer runs a TRUNCATE checkpoint after its commit, waiting at most
+``_CHECKPOINT_WAIT_MS`` for readers of older snapshots (new readers read the database file once
+it is backfilled); if they are still there, it tries again after a later commit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +31,12 @@ from plyra_trace.collector.storage._write import Conflict, write_batch
 
 _INSERT: Final = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "none": "INSERT"}
 _IN_IDS: Final = "trace_id IN (SELECT value FROM json_each(?))"
+_BUSY_MS: Final = 30_000
+_CHECKPOINT_WAIT_MS: Final = 200
+"""How long a truncating checkpoint waits for readers (the writer lock is held meanwhile)."""
+WAL_LIMIT_BYTES: Final = 64 * 1024 * 1024
+"""Default WAL size past which the writer truncates it (well under the 256 MB bound)."""
+_log = logging.getLogger(__name__)
 
 
 def _engine(path: str, synchronous: str) -> Engine:
@@ -38,7 +52,7 @@ def _engine(path: str, synchronous: str) -> Engine:
         # Transactions are begun explicitly below (the sqlite3 module's own handling would not
         # cover DDL); WAL lets readers run beside the writer.
         dbapi.isolation_level = None
-        dbapi.execute("PRAGMA busy_timeout = 30000")
+        dbapi.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         dbapi.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a process crash (kill -9); FULL also survives power loss.
         dbapi.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
@@ -54,8 +68,17 @@ def _engine(path: str, synchronous: str) -> Engine:
 class SQLiteStorage(SqlReads):
     """:class:`~plyra_trace.collector.storage.Storage` on one SQLite file in WAL mode."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+    ) -> None:
         self.path = path
+        self.wal_limit_bytes = wal_limit_bytes
+        self.checkpoints = [0, 0]
+        """Truncating checkpoints run and how many of them found readers in the way."""
         self.engine = _engine(path, synchronous)
         self._write_lock = threading.Lock()
         self._writer = self.engine.connect().execution_options(sqlite_immediate=True)
@@ -66,10 +89,40 @@ class SQLiteStorage(SqlReads):
         """Insert spans, recompute their traces and handoffs, commit; all or nothing."""
         if not spans:
             return WriteResult()
-        with self._write_lock, self._guard(), self._writer.begin():
-            raw = self._writer.connection.dbapi_connection
-            assert isinstance(raw, sqlite3.Connection)
-            return write_batch(_SQLiteOps(raw.cursor()), spans)
+        with self._write_lock, self._guard():
+            with self._writer.begin():
+                result = write_batch(_SQLiteOps(self._raw().cursor()), spans)
+            self._bound_wal()
+            return result
+
+    def _raw(self) -> sqlite3.Connection:
+        raw = self._writer.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return raw
+
+    def wal_bytes(self) -> int:
+        """Current size of the ``-wal`` file (0 when there is none)."""
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def _bound_wal(self) -> None:
+        """After a commit, under the write lock: truncate the WAL once it passes the limit."""
+        if self.wal_bytes() <= self.wal_limit_bytes:
+            return
+        raw = self._raw()
+        raw.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:
+            busy = 1
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        self.checkpoints[0] += 1
+        if busy:
+            self.checkpoints[1] += 1
+            _log.debug("WAL checkpoint found readers in the way; retrying after a later commit")
 
     def delete_expired(self, cutoff_ns: int, max_traces: int) -> int:
         """Delete up to ``max_traces`` traces started before ``cutoff_ns``, in one transaction."""
@@ -77,6 +130,8 @@ class SQLiteStorage(SqlReads):
             ids = self._expired_ids(self._writer, cutoff_ns, max_traces)
             if ids:
                 self._delete_traces(self._writer, ids)
+        with self._write_lock, self._guard():
+            self._bound_wal()
         return len(ids)
 
     def watch(self, on_write: Callable[[WriteResult], None]) -> None:
