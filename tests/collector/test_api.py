@@ -148,7 +148,7 @@ def test_handoffs_become_edges_with_counts_errors_latency_and_cost(collector):
     assert http["count"] == 10
     assert http["errors"] == 2
     assert http["avg_ns"] == pytest.approx(5.5 * MS, rel=0.01)
-    assert http["p95_ns"] == 10 * MS
+    assert http["p95_ns"] == pytest.approx(10 * MS, rel=0.025)  # read from 5% latency buckets
     assert http["cost"] == pytest.approx(5.0)  # the cost under the receiving side
     # No explicit "from": the sender is the agent the handoff span runs under.
     assert edges[("planner", "writer", "in-process")]["count"] == 1

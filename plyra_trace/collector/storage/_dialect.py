@@ -16,6 +16,12 @@ from sqlalchemy.types import Text
 
 _INT = BigInteger().with_variant(Integer(), "sqlite")
 
+PG_TRACE_LOCKS = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k"
+    " FROM unnest(%s::text[]) AS id ORDER BY 1) AS keys"
+)
+"""PostgreSQL: take each trace's transaction lock in one fixed order (writers never deadlock)."""
+
 
 def isum(column: Any) -> ColumnElement[int]:
     """SUM of an integer column as an integer (PostgreSQL's SUM(bigint) is NUMERIC)."""

@@ -14,6 +14,7 @@ from typing import Final
 from sqlalchemy import Connection, inspect, select, text, update
 from sqlalchemy.schema import CreateIndex
 
+from plyra_trace.collector.storage import _rollups
 from plyra_trace.collector.storage import _tables as t
 
 _MIGRATION_LOCK: Final = 0x706C7972615F6D69  # an arbitrary advisory-lock id ("plyra_mi")
@@ -31,7 +32,15 @@ def _v2(conn: Connection) -> None:
     t.plyra_meta.create(conn, checkfirst=True)
 
 
-STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2),)
+def _v3(conn: Connection) -> None:
+    """0.4 -> 0.5: hourly roll-ups (per dimension value and per handoff edge), built from the
+    stored traces."""
+    for table in t.ROLLUP_TABLES:
+        table.create(conn, checkfirst=True)
+    _rollups.backfill(conn)
+
+
+STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3))
 """(version reached, step) in order; version 1 is the 0.3.0 layout."""
 LATEST: Final = STEPS[-1][0]
 

@@ -32,16 +32,30 @@ from sqlalchemy.sql.elements import ColumnElement
 from plyra_trace.collector.model import CostDimension, Page, Row, TraceFilter
 from plyra_trace.collector.storage import StorageUnavailable
 from plyra_trace.collector.storage import _tables as t
-from plyra_trace.collector.storage._dialect import (
-    day_label,
-    distinct_list,
-    iavg,
-    isum,
-    p95,
-    p95_value,
+from plyra_trace.collector.storage._dialect import PG_TRACE_LOCKS, distinct_list, isum
+from plyra_trace.collector.storage._rollups import (
+    EDGE_MEASURES,
+    TRACE_DIMENSIONS,
+    USAGE_DIMENSIONS,
+    Window,
+    between,
+    day_of,
+    dimension_rows,
+    edge_rows,
+    p95_of,
+    subtract_traces,
 )
 
-_TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
+_SUMMED: Final = (
+    "traces",
+    "spans",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "priced",
+    "unpriced",
+)
 _HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
 _RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.traces)
 
@@ -74,15 +88,6 @@ def is_connection_error(error: BaseException) -> bool:
         "OperationalError",
         "InterfaceError",
     )
-
-
-def _window(column: Any, since_ns: int | None, until_ns: int | None) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = []
-    if since_ns is not None:
-        clauses.append(column >= since_ns)
-    if until_ns is not None:
-        clauses.append(column < until_ns)
-    return clauses
 
 
 def _uses(column: Any, value: str) -> ColumnElement[bool]:
@@ -128,7 +133,7 @@ class SqlReads:
     def list_traces(self, where: TraceFilter, cursor: str | None, limit: int) -> Page:
         """Trace summaries matching ``where``, newest first, keyset-paginated."""
         tr = t.traces.c
-        clauses = _window(tr.start_ns, where.since_ns, where.until_ns)
+        clauses = between(tr.start_ns, where.since_ns, where.until_ns)
         for column, value in (
             (tr.project, where.project),
             (tr.session_id, where.session_id),
@@ -226,7 +231,7 @@ class SqlReads:
     ) -> list[str]:
         """Newest trace ids with the given root name and/or containing the given agent."""
         tr = t.traces.c
-        clauses = _window(tr.start_ns, since_ns, until_ns)
+        clauses = between(tr.start_ns, since_ns, until_ns)
         if root_name is not None:
             clauses.append(tr.root_name == root_name)
         if agent is not None:
@@ -239,40 +244,68 @@ class SqlReads:
         )
         return [r["trace_id"] for r in self._rows(statement)]
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One read transaction: roll-ups and base rows seen at one instant."""
+        with self._guard(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
     def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:
-        """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost)."""
-        u, h = t.usage.c, t.handoffs.c
-        nodes = self._rows(
-            select(
-                u.agent.label("id"),
-                isum(u.spans).label("spans"),
-                func.count(u.trace_id.distinct()).label("traces"),
-                isum(u.errors).label("errors"),
-                func.sum(u.cost).label("cost"),
-                isum(u.total_tokens).label("tokens"),
+        """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost), for the
+        traces that started in the window; p95 from 5% latency buckets, the rest exact."""
+        window = Window(since_ns, until_ns)
+        with self._snapshot() as conn:
+            agent_rows = dimension_rows(conn, "agent", window)
+            sums, histogram = edge_rows(conn, window)
+        nodes_by_id: dict[str, list[Any]] = {}
+        for row in agent_rows:
+            if row["key"] is not None:
+                node = nodes_by_id.setdefault(row["key"], [0, 0, 0, 0.0, 0, 0])
+                for i, m in enumerate(("spans", "traces", "errors", "cost", "priced")):
+                    node[i] += row[m]
+                node[5] += row["total_tokens"]
+        nodes = [
+            {
+                "id": agent,
+                "spans": int(n[0]),
+                "traces": int(n[1]),
+                "errors": int(n[2]),
+                "cost": n[3] if n[4] else None,
+                "tokens": int(n[5]),
+            }
+            for agent, n in sorted(nodes_by_id.items())
+            if n[0] > 0
+        ]
+        edge_sums: dict[tuple[str, str, str], list[Any]] = {}
+        for row in sums:
+            entry = edge_sums.setdefault(
+                (row["from_agent"], row["to_agent"], row["protocol"]), [0, 0, 0, 0.0, 0]
             )
-            .where(u.agent.is_not(None), *_window(u.start_ns, since_ns, until_ns))
-            .group_by(u.agent)
-            .order_by(u.agent)
-        )
-        count = func.count()
-        edges = self._rows(
-            select(
-                h.from_agent.label("from"),
-                h.to_agent.label("to"),
-                h.protocol,
-                count.label("count"),
-                func.coalesce(isum(h.error), 0).label("errors"),
-                iavg(h.duration_ns).label("avg_ns"),
-                func.sum(h.cost).label("cost"),
-                p95(h.duration_ns).label("p95_ns"),
+            for i, m in enumerate(EDGE_MEASURES):
+                entry[i] += row[m] or 0
+        buckets: dict[tuple[str, str, str], dict[int, int]] = {}
+        for row in histogram:
+            counts = buckets.setdefault((row["from_agent"], row["to_agent"], row["protocol"]), {})
+            counts[row["bucket"]] = counts.get(row["bucket"], 0) + int(row["count"])
+        edges = [
+            {
+                "from": source,
+                "to": target,
+                "protocol": protocol,
+                "count": int(count),
+                "errors": int(errors),
+                "avg_ns": int(duration) // int(count),
+                "cost": cost if priced else None,
+                "p95_ns": p95_of(buckets.get((source, target, protocol), {})),
+            }
+            for (source, target, protocol), (count, errors, duration, cost, priced) in sorted(
+                edge_sums.items(), key=lambda kv: (-kv[1][0], kv[0])
             )
-            .where(*_window(h.start_ns, since_ns, until_ns))
-            .group_by(h.from_agent, h.to_agent, h.protocol)
-            .order_by(count.desc(), h.from_agent, h.to_agent, h.protocol)
-        )
-        for edge in edges:
-            edge["p95_ns"] = p95_value(edge["p95_ns"])
+            if count > 0
+        ]
         known = {node["id"] for node in nodes}
         for edge in edges:
             for agent in (edge["from"], edge["to"]):
@@ -293,51 +326,65 @@ class SqlReads:
     def cost_breakdown(
         self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int
     ) -> list[Row]:
-        """Tokens and cost grouped by ``by``; cost None when nothing in the group was priced."""
-        if by in ("model", "agent", "service", "project", "day"):
-            u = t.usage.c
-            key = day_label(u.day) if by == "day" else u[by]
-            cost = func.sum(u.cost)
-            statement = (
-                select(
-                    key.label("key"),
-                    isum(u.llm_calls).label("calls"),
-                    isum(u.input_tokens).label("input_tokens"),
-                    isum(u.output_tokens).label("output_tokens"),
-                    isum(u.total_tokens).label("total_tokens"),
-                    cost.label("cost"),
-                    isum(u.unpriced).label("unpriced"),
-                )
-                .where(*_window(u.start_ns, since_ns, until_ns))
-                .group_by(key)
-                .having(func.sum(u.llm_calls) > 0)
-            )
-        elif by in _TRACE_DIMENSIONS:
-            tr = t.traces.c
-            key = tr[_TRACE_DIMENSIONS[by]]
-            cost = func.sum(tr.cost)
-            statement = (
-                select(
-                    key.label("key"),
-                    func.count().label("traces"),
-                    *(
-                        func.coalesce(isum(tr[column]), 0).label(label)
-                        for column, label in (
-                            ("span_count", "spans"),
-                            ("input_tokens", "input_tokens"),
-                            ("output_tokens", "output_tokens"),
-                            ("total_tokens", "total_tokens"),
-                        )
-                    ),
-                    cost.label("cost"),
-                    func.coalesce(isum(tr.unpriced_count), 0).label("unpriced"),
-                )
-                .where(key.is_not(None), *_window(tr.start_ns, since_ns, until_ns))
-                .group_by(key)
-            )
-        else:
+        """Tokens and cost grouped by ``by`` over the traces that started in the window; cost
+        None when nothing in the group was priced. Read from the hourly roll-ups."""
+        if by == "trace":
+            return self._cost_per_trace(since_ns, until_ns, limit)
+        if by not in (*USAGE_DIMENSIONS, *TRACE_DIMENSIONS, "day"):
             raise ValueError(f"unknown cost dimension {by!r}")
-        return self._rows(statement.order_by(cost.is_(None), cost.desc(), key).limit(limit))
+        window = Window(since_ns, until_ns)
+        with self._snapshot() as conn:
+            rows = dimension_rows(conn, "project" if by == "day" else by, window)
+        per_trace = by in TRACE_DIMENSIONS
+        fields = ("traces", "spans") if per_trace else ("llm_calls",)
+        totals: dict[Any, Row] = {}
+        for row in rows:
+            key = day_of(row["hour"]) if by == "day" else row["key"]
+            group = totals.setdefault(key, dict.fromkeys(_SUMMED, 0) | {"cost": 0.0})
+            for m in (*_SUMMED, "cost"):
+                group[m] += row[m] or 0
+        out = []
+        for key, g in totals.items():
+            if (per_trace and (key is None or g["traces"] <= 0)) or (
+                not per_trace and g["llm_calls"] <= 0
+            ):
+                continue
+            item: Row = {"key": key}
+            for m in fields:
+                item["calls" if m == "llm_calls" else m] = int(g[m])
+            for m in ("input_tokens", "output_tokens", "total_tokens"):
+                item[m] = int(g[m])
+            item["cost"] = g["cost"] if g["priced"] else None
+            item["unpriced"] = int(g["unpriced"])
+            out.append(item)
+        out.sort(
+            key=lambda i: (i["cost"] is None, -(i["cost"] or 0.0), i["key"] is None, i["key"] or "")
+        )
+        return out[:limit]
+
+    def _cost_per_trace(self, since_ns: int | None, until_ns: int | None, limit: int) -> list[Row]:
+        tr = t.traces.c
+        cost = func.sum(tr.cost)
+        statement = (
+            select(
+                tr.trace_id.label("key"),
+                func.count().label("traces"),
+                *(
+                    func.coalesce(isum(tr[column]), 0).label(label)
+                    for column, label in (
+                        ("span_count", "spans"),
+                        ("input_tokens", "input_tokens"),
+                        ("output_tokens", "output_tokens"),
+                        ("total_tokens", "total_tokens"),
+                    )
+                ),
+                cost.label("cost"),
+                func.coalesce(isum(tr.unpriced_count), 0).label("unpriced"),
+            )
+            .where(*between(tr.start_ns, since_ns, until_ns))
+            .group_by(tr.trace_id)
+        )
+        return self._rows(statement.order_by(cost.is_(None), cost.desc(), tr.trace_id).limit(limit))
 
     def list_sessions(
         self, since_ns: int | None, until_ns: int | None, cursor: str | None, limit: int
@@ -364,7 +411,7 @@ class SqlReads:
                 func.min(tr.user_id).label("user_id"),
                 distinct_list(tr.user_id).label("users"),
             )
-            .where(tr.session_id.is_not(None), *_window(tr.start_ns, since_ns, until_ns))
+            .where(tr.session_id.is_not(None), *between(tr.start_ns, since_ns, until_ns))
             .group_by(tr.session_id)
         )
         if cursor:
@@ -380,7 +427,7 @@ class SqlReads:
     def facets(self, since_ns: int | None, until_ns: int | None) -> Row:
         """Distinct values of each filterable dimension, from the usage roll-up."""
         u = t.usage.c
-        window = _window(u.start_ns, since_ns, until_ns)
+        window = between(u.start_ns, since_ns, until_ns)
         out: Row = {}
         for name, column in (
             ("projects", u.project),
@@ -454,6 +501,10 @@ class SqlReads:
         return [row[0] for row in conn.execute(statement)]
 
     def _delete_traces(self, conn: Connection, trace_ids: list[str]) -> None:
+        if conn.dialect.name == "postgresql":
+            # The writers' per-trace locks: a trace re-derived meanwhile is subtracted once.
+            conn.exec_driver_sql(PG_TRACE_LOCKS, (list(trace_ids),))
+        subtract_traces(conn, trace_ids)
         for table in _RETENTION_TABLES:
             conn.execute(delete(table).where(table.c.trace_id.in_(trace_ids)))
 

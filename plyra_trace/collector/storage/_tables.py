@@ -9,7 +9,7 @@ live here as dialect options: span rows and payloads are range-partitioned by da
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -185,6 +185,57 @@ usage: Final = Table(
 )
 Index("usage_trace", usage.c.trace_id, usage.c.agent)
 Index("usage_start", usage.c.start_ns)
+
+
+def _measures(*names: str) -> list[Column[int]]:
+    return [Column(name, _NS, nullable=False) for name in names]
+
+
+def _edge_hour() -> list[Column[Any]]:
+    """The key of an edge's hour: hour, from, to, protocol."""
+    return [
+        Column("hour", _NS, primary_key=True, autoincrement=False),
+        *(Column(name, Text, primary_key=True) for name in ("from_agent", "to_agent", "protocol")),
+    ]
+
+
+rollup: Final = Table(
+    "rollup",
+    metadata,
+    Column("dimension", Text, primary_key=True),
+    Column("hour", _NS, primary_key=True, autoincrement=False),
+    Column("key", Text, primary_key=True),
+    *_measures("traces", "spans", "errors", "llm_calls"),
+    *_measures("input_tokens", "output_tokens", "total_tokens"),
+    Column("cost", Float, nullable=False),
+    *_measures("priced", "unpriced"),
+)
+"""Per hour (of each trace's start) and dimension value: what its traces add up to.
+
+``dimension`` is model, agent, service, project (from ``usage``) or session, user (from
+``traces``); ``key`` '' stands for NULL. ``priced`` counts the contributions that had a cost, so a
+group whose ``priced`` is 0 reports cost NULL. Kept by additive deltas (see ``_rollups``)."""
+
+edge_rollup: Final = Table(
+    "edge_rollup",
+    metadata,
+    *_edge_hour(),
+    *_measures("count", "errors", "duration_ns"),
+    Column("cost", Float, nullable=False),
+    *_measures("priced"),
+)
+"""Per hour and handoff edge: count, errors, summed latency (exact average), cost."""
+
+edge_latency: Final = Table(
+    "edge_latency",
+    metadata,
+    *_edge_hour(),
+    Column("bucket", Integer, primary_key=True, autoincrement=False),
+    *_measures("count"),
+)
+"""Per hour and edge, a log-scale latency histogram (5% buckets) the graph's p95 is read from."""
+
+ROLLUP_TABLES: Final = (rollup, edge_rollup, edge_latency)
 
 api_keys: Final = Table(
     "api_keys",

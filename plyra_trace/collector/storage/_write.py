@@ -3,7 +3,8 @@
 Inside one transaction: lock the batch's traces (PostgreSQL: per-trace advisory locks, so
 replicas writing spans of one trace at once serialise and never lose an update), insert the spans
 (bulk path per store), then recompute each touched trace's summary, span agents, handoff edges and
-usage roll-up from all its stored spans. Traces seen for the first time are wholly in the batch:
+usage roll-up from all its stored spans, and move the hourly roll-ups by the difference between
+each trace's old and new contribution. Traces seen for the first time are wholly in the batch:
 they are derived before inserting and nothing is read back.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Final, Literal, Protocol
 from sqlalchemy import Table
 
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
+from plyra_trace.collector.storage import _rollups as r
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.summary import TraceDerivation, derive
 
@@ -50,6 +52,10 @@ class WriteOps(Protocol):
         """Set spans' effective agent: (agent, trace id, span id, start ns)."""
         ...
 
+    def add(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        """Add full rows' measures to a roll-up table's rows of the same key (insert if none)."""
+        ...
+
 
 def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     """Store ``spans`` and refresh their traces; the caller commits."""
@@ -81,6 +87,7 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     ops.put(t.resources, list(resources.new.items()), "ignore")
     ops.put(t.span_payloads, payloads, "replace")
     old_edges: set[tuple[str, str, str]] = set()
+    deltas: r.Deltas = {}
     if known:
         ordered = sorted(known)
         grouped: dict[str, list[Row]] = {}
@@ -94,10 +101,9 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
                 agent = agents.get(row["span_id"], row["own_agent"])
                 if agent != row["agent"]:
                     updates.append((agent, trace_id, row["span_id"], row["start_ns"]))
-        old_edges = {
-            (h["from_agent"], h["to_agent"], h["protocol"])
-            for h in ops.select(t.handoffs, ("from_agent", "to_agent", "protocol"), ordered)
-        }
+        old_handoffs = ops.select(t.handoffs, t.HANDOFF_COLUMNS, ordered)
+        old_edges = {(h["from_agent"], h["to_agent"], h["protocol"]) for h in old_handoffs}
+        _take_old(deltas, ops, ordered, old_handoffs)
         ops.delete(t.handoffs, ordered)
         ops.delete(t.usage, ordered)
         if updates:
@@ -110,11 +116,29 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
         [[u[c] for c in t.USAGE_COLUMNS] for d in derived.values() for u in d.usage],
         "none",
     )
+    for d in derived.values():
+        r.contribute(deltas, d.summary, d.usage, d.handoffs, 1)
+    for table, rows in r.delta_rows(deltas).items():
+        if rows:
+            ops.add(table, rows)
     return WriteResult(
         spans=len(spans),
         traces=[d.summary for d in derived.values()],
         edges=_touched_edges(handoffs, old_edges),
     )
+
+
+def _take_old(deltas: r.Deltas, ops: WriteOps, ordered: list[str], handoffs: list[Row]) -> None:
+    """Subtract what the stored versions of re-derived traces contributed to the roll-ups."""
+    usage: dict[str, list[Row]] = {}
+    for row in ops.select(t.usage, t.USAGE_COLUMNS, ordered):
+        usage.setdefault(row["trace_id"], []).append(row)
+    by_trace: dict[str, list[Row]] = {}
+    for row in handoffs:
+        by_trace.setdefault(row["trace_id"], []).append(row)
+    for summary in ops.select(t.traces, r.SUMMARY_COLUMNS, ordered):
+        trace_id = summary["trace_id"]
+        r.contribute(deltas, summary, usage.get(trace_id, []), by_trace.get(trace_id, []), -1)
 
 
 def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:

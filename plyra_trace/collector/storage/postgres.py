@@ -28,8 +28,10 @@ from sqlalchemy.engine import Connection
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
 from plyra_trace.collector.storage import StorageUnavailable, mask_url
 from plyra_trace.collector.storage import _tables as t
+from plyra_trace.collector.storage._dialect import PG_TRACE_LOCKS
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads, is_connection_error
+from plyra_trace.collector.storage._rollups import upsert_sql
 from plyra_trace.collector.storage._write import Conflict, write_batch
 
 _log = logging.getLogger(__name__)
@@ -243,11 +245,7 @@ class _PgOps:
         self._staged: set[str] = set()
 
     def lock(self, trace_ids: Sequence[str]) -> None:
-        self._cursor.execute(
-            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k"
-            " FROM unnest(%s::text[]) AS id ORDER BY 1) AS keys",
-            (list(trace_ids),),
-        )
+        self._cursor.execute(PG_TRACE_LOCKS, (list(trace_ids),))
 
     def select(self, table: Table, columns: Sequence[str], trace_ids: Sequence[str]) -> list[Row]:
         self._cursor.execute(
@@ -315,6 +313,9 @@ class _PgOps:
             " WHERE s.trace_id = u.trace_id AND s.span_id = u.span_id AND s.start_ns = u.start_ns",
             (agents, trace_ids, span_ids, starts),
         )
+
+    def add(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(upsert_sql(table, "%s"), rows)
 
 
 __all__ = ["CHANNEL", "DAY_NS", "PostgresStorage"]

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads
+from plyra_trace.collector.storage._rollups import upsert_sql
 from plyra_trace.collector.storage._write import Conflict, write_batch
 
 _INSERT: Final = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "none": "INSERT"}
@@ -180,6 +181,9 @@ class _SQLiteOps:
             "UPDATE spans SET agent = ? WHERE trace_id = ? AND span_id = ?",
             [u[:3] for u in updates],
         )
+
+    def add(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(upsert_sql(table, "?"), rows)
 
 
 __all__ = ["SQLiteStorage"]
