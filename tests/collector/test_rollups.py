@@ -8,6 +8,7 @@ agents graph, over windows aligned to hours and not, must equal a direct computa
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -304,3 +305,44 @@ def test_rollup_answers_equal_answers_from_the_spans(
             assert answered[key][4] == pytest.approx(want[4], rel=0.026, abs=1), key
             answered[key] = (*answered[key][:4], want[4])
         _same(answered, edges)
+
+
+def test_a_store_from_before_rollups_builds_them_when_opened(tmp_path: Any) -> None:
+    """Schema 2 (no roll-ups): opening it runs step 3, whose backfill gives the same answers."""
+    path = str(tmp_path / "v2.db")
+    first = open_storage(path)
+    trace = {"session": "x", "user": "u", "spans": []}
+    for hour in range(3):
+        trace["spans"] = [
+            {
+                "parent": -1,
+                "agent": "a",
+                "model": "m1",
+                "tokens": (3, 4),
+                "cost": 0.5,
+                "error": False,
+                "handoff": ("b", "http"),
+                "hour": hour,
+                "offset": 17,
+                "duration": 10**6 * (hour + 1),
+                "service": "s1",
+            }
+        ]
+        first.write(_records(trace))
+    before = (first.cost_breakdown("model", None, None, 10), first.agents_graph(None, None))
+    first.close()
+    with sqlite3.connect(path) as conn:
+        for table in t.ROLLUP_TABLES:
+            conn.execute(f"DROP TABLE {table.name}")
+        conn.execute("UPDATE plyra_meta SET value = '2'")
+        conn.execute("PRAGMA user_version = 2")
+    reopened = open_storage(path)
+    try:
+        after = (
+            reopened.cost_breakdown("model", None, None, 10),
+            reopened.agents_graph(None, None),
+        )
+        assert after == before
+        assert before[0][0]["calls"] == 3
+    finally:
+        reopened.close()
