@@ -25,6 +25,7 @@ Run: uv run python benchmarks/collector.py [--batches 200] [--senders 2] [--prel
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import socket
@@ -115,8 +116,35 @@ def _sender(
 QUERIES = {
     "trace list (limit 50)": ("/api/v1/traces", {"limit": 50}),
     "cost by model": ("/api/v1/cost", {"by": "model"}),
+    "cost by session, last 24h": ("/api/v1/cost", {"by": "session", "last": "24h"}),
     "agents graph": ("/api/v1/agents/graph", {}),
+    "agents graph, last 24h": ("/api/v1/agents/graph", {"last": "24h"}),
 }
+
+
+def _rollup_vs_base(db: str, repeat: int = 5) -> None:
+    """In this process, on the run's database: cost by model and agent nodes from the roll-ups
+    (whole window) against the same aggregation computed from the base tables only."""
+    from plyra_trace.collector.storage import open_storage
+    from plyra_trace.collector.storage._rollups import Window, dimension_rows
+
+    storage = open_storage(db)
+    whole, base = Window(None, None), Window(None, None)
+    base.hours, base.partial = None, [(None, None)]
+    timings: dict[str, list[float]] = {"roll-ups": [], "base tables": []}
+    for _ in range(repeat):
+        for name, window in (("roll-ups", whole), ("base tables", base)):
+            started = time.perf_counter()
+            with storage.engine.connect() as conn:  # type: ignore[attr-defined]
+                for dimension in ("model", "agent", "session"):
+                    dimension_rows(conn, dimension, window)
+            timings[name].append((time.perf_counter() - started) * 1000)
+    storage.close()
+    fast, slow = statistics.median(timings["roll-ups"]), statistics.median(timings["base tables"])
+    print(
+        f"cost by model + agent + session, whole window, no ingest: roll-ups {fast:.1f} ms,"
+        f" base tables {slow:.1f} ms (ratio {slow / max(fast, 1e-6):.0f}x)"
+    )
 
 
 def _preload(db: str, spans: int, age_ns: int = 0, first_seed: int = 2 * 10**8) -> None:
@@ -183,6 +211,57 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+@dataclasses.dataclass
+class _Run:
+    acked: int
+    elapsed: float
+    slowest: float
+    cpu: float
+    latencies: dict[str, list[float]]
+
+
+def _ingest(base: str, args: argparse.Namespace, pid: int, seed: int, query: bool) -> _Run:
+    """Senders post their batches (queries running beside them when ``query``)."""
+    out: multiprocessing.Queue = multiprocessing.Queue()
+    senders = [
+        multiprocessing.Process(
+            target=_sender, args=(f"{base}/v1/traces", seed + i, args.senders, args.batches, out)
+        )
+        for i in range(args.senders)
+    ]
+    latencies: dict[str, list[float]] = {name: [] for name in QUERIES}
+    stop = threading.Event()
+
+    def _query() -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            while not stop.is_set():
+                for name, (path, params) in QUERIES.items():
+                    started = time.perf_counter()
+                    client.get(path, params=params).raise_for_status()
+                    latencies[name].append((time.perf_counter() - started) * 1000)
+                time.sleep(0.05)
+
+    cpu_before = _cpu_seconds(pid)
+    for process in senders:
+        process.start()
+    querier = threading.Thread(target=_query, daemon=True)
+    if query:
+        querier.start()
+    results = [out.get() for _ in senders]
+    stop.set()
+    for process in senders:
+        process.join()
+    if query:
+        querier.join()
+    return _Run(
+        acked=sum(r[0] for r in results),
+        elapsed=max(r[2] for r in results) - min(r[1] for r in results),
+        slowest=max(r[3] for r in results),
+        cpu=_cpu_seconds(pid) - cpu_before,
+        latencies=latencies,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200, help="batches per sender")
@@ -191,6 +270,11 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite", help="sqlite, postgres or a postgresql:// URL")
     parser.add_argument("--workers", type=int, default=1, help="collector processes")
     parser.add_argument("--expired", type=int, default=0, help="3-day-old spans to retain away")
+    parser.add_argument(
+        "--quiet-first",
+        action="store_true",
+        help="first ingest with no queries running: prints the ingest drop the queries cause",
+    )
     args = parser.parse_args()
     cluster = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,39 +312,18 @@ def main() -> None:
                 headers={"content-type": "application/x-protobuf"},
                 timeout=60,
             )
-            out: multiprocessing.Queue = multiprocessing.Queue()
-            senders = [
-                multiprocessing.Process(
-                    target=_sender, args=(f"{base}/v1/traces", i, args.senders, args.batches, out)
-                )
-                for i in range(args.senders)
-            ]
-            latencies: dict[str, list[float]] = {name: [] for name in QUERIES}
-            stop = threading.Event()
-
-            def _query() -> None:
-                with httpx.Client(base_url=base, timeout=60) as client:
-                    while not stop.is_set():
-                        for name, (path, params) in QUERIES.items():
-                            started = time.perf_counter()
-                            client.get(path, params=params).raise_for_status()
-                            latencies[name].append((time.perf_counter() - started) * 1000)
-                        time.sleep(0.05)
-
-            cpu_before = _cpu_seconds(server.pid)
-            for process in senders:
-                process.start()
-            querier = threading.Thread(target=_query, daemon=True)
-            querier.start()
-            results = [out.get() for _ in senders]
-            stop.set()
-            for process in senders:
-                process.join()
-            querier.join()
-            cpu = _cpu_seconds(server.pid) - cpu_before
-            acked = sum(r[0] for r in results)
-            elapsed = max(r[2] for r in results) - min(r[1] for r in results)
-            slowest = max(r[3] for r in results)
+            quiet_rate = None
+            if args.quiet_first:
+                quiet = _ingest(base, args, server.pid, 10**7, query=False)
+                quiet_rate = quiet.acked / quiet.elapsed
+            run = _ingest(base, args, server.pid, 0, query=True)
+            acked, elapsed, slowest, cpu, latencies = (
+                run.acked,
+                run.elapsed,
+                run.slowest,
+                run.cpu,
+                run.latencies,
+            )
             stored = httpx.get(f"{base}/api/v1/health").json()["spans"]
         finally:
             server.terminate()
@@ -268,6 +331,8 @@ def main() -> None:
             if cluster is not None:
                 cluster.close()
         baseline = _sqlite_baseline(Path(tmp) / "baseline.db", acked)
+        if not db.startswith("postgresql"):
+            _rollup_vs_base(db)
     rate = acked / elapsed
     print(
         f"cores: {os.cpu_count()}, senders: {args.senders}, batch: {BATCH} spans,"
@@ -280,6 +345,11 @@ def main() -> None:
         f"collector ingest over HTTP: {rate:,.0f} spans/s"
         f" ({acked:,} acknowledged, {stored:,} stored)"
     )
+    if quiet_rate:
+        print(
+            f"ingest with no queries running: {quiet_rate:,.0f} spans/s;"
+            f" drop while queries run: {(1 - rate / quiet_rate) * 100:.0f}%"
+        )
     print(f"bare sqlite executemany in one process: {baseline:,.0f} rows/s")
     print(f"ratio collector / bare sqlite: {rate / baseline:.2f}")
     stored_note = f" ({args.preload:,} spans preloaded)" if args.preload else ""
