@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -170,6 +171,18 @@ def _preload(db: str, spans: int, age_ns: int = 0, first_seed: int = 2 * 10**8) 
     storage.close()
 
 
+def store_url(store: str, sqlite_path: str) -> tuple[str, Any]:
+    """The ``--db`` for ``--store``: a SQLite path, a private PostgreSQL cluster's database
+    (returned too, to close), or the URL given."""
+    if store == "postgres":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.postgres_server import PostgresServer
+
+        cluster = PostgresServer()
+        return cluster.database(), cluster
+    return (sqlite_path if store == "sqlite" else store), None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -276,17 +289,8 @@ def main() -> None:
         help="first ingest with no queries running: prints the ingest drop the queries cause",
     )
     args = parser.parse_args()
-    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
-        db = f"{tmp}/bench.db"
-        if args.store == "postgres":
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from tests.postgres_server import PostgresServer
-
-            cluster = PostgresServer()
-            db = cluster.database()
-        elif args.store != "sqlite":
-            db = args.store
+        db, cluster = store_url(args.store, f"{tmp}/bench.db")
         if args.preload:
             _preload(db, args.preload)
         if args.expired:

@@ -32,6 +32,10 @@ def infer_provider(model: str) -> str | None:
     return None
 
 
+_UNKNOWN_MAX = 4_096
+"""Unknown (model, provider) pairs remembered at most (forgetting one costs only a lookup)."""
+
+
 class Pricer:
     """Prices token usage; lookups are cached per (model, provider) and per exact usage."""
 
@@ -74,6 +78,8 @@ class Pricer:
                 result = genai_prices.calc_price(usage, model, provider_id=inferred)
         except LookupError:
             with self._lock:
+                if len(self._unknown) >= _UNKNOWN_MAX:  # senders choose model names: stay bounded
+                    self._unknown.clear()
                 self._unknown.add(key)
             return None
         except Exception:
