@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from flask import Flask
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from starlette.applications import Starlette
+from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -62,25 +65,44 @@ def _scope(path: str) -> dict[str, Any]:
     }
 
 
-def asgi_per_request(app: Any, path: str, requests: int, rounds: int) -> float:
-    """Best-of-rounds microseconds per ASGI request, driven by direct calls on one loop."""
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        return None
+async def _send(message: dict[str, Any]) -> None:
+    return None
 
-    async def run() -> float:
-        best = float("inf")
+
+def asgi_interleaved(
+    apps: dict[str, Any], path: str, requests: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per-round microseconds per request of every app, driven by direct calls on one loop; the
+    apps take turns within each round, so load elsewhere on the machine hits all of them alike."""
+
+    async def run() -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(requests):
-                await app(_scope(path), receive, send)
-            best = min(best, (time.perf_counter() - started) / requests * 1e6)
-        return best
+            for name, app in apps.items():
+                started = time.perf_counter()
+                for _ in range(requests):
+                    await app(_scope(path), _receive, _send)
+                times[name].append((time.perf_counter() - started) / requests * 1e6)
+        return times
 
     return asyncio.run(run())
+
+
+def median_ratio(times: dict[str, list[float]], measured: str, baseline: str) -> float:
+    """Median over rounds of measured/baseline, both taken in the same round."""
+    pairs = zip(times[measured], times[baseline], strict=True)
+    return statistics.median(a / b for a, b in pairs)
+
+
+def bare_provider() -> TracerProvider:
+    """A provider of its own whose only processor does nothing: the cheapest spans."""
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+    return provider
 
 
 def sync_per_call(fn: Callable[[], object], calls: int, rounds: int) -> float:
@@ -93,25 +115,44 @@ def sync_per_call(fn: Callable[[], object], calls: int, rounds: int) -> float:
     return best
 
 
-def _starlette(instrumented: bool) -> Any:
+def _middleware(app: Any, middleware: str | None, provider: TracerProvider) -> Any:
+    """Add the named tracing middleware: "plyra", "starlette" (Starlette's own OpenTelemetry
+    middleware, on the bare provider) or None."""
+    if middleware == "plyra":
+        app.add_middleware(PlyraMiddleware, agent_name="bench")
+    elif middleware == "starlette":
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    return app
+
+
+def _starlette(middleware: str | None, provider: TracerProvider) -> Any:
     async def item(request: Request) -> JSONResponse:
         return JSONResponse({"id": request.path_params["item_id"]})
 
     app = Starlette(routes=[Route("/items/{item_id}", item)])
-    if instrumented:
-        app.add_middleware(PlyraMiddleware, agent_name="bench")
-    return app
+    return _middleware(app, middleware, provider)
 
 
-def _fastapi(instrumented: bool) -> Any:
+def _fastapi(
+    middleware: str | None, provider: TracerProvider, telemetry: dict[str, Any] | None = None
+) -> Any:
+    app = FastAPI(telemetry=telemetry)  # type: ignore[arg-type]
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    return _middleware(app, middleware, provider)
+
+
+def _fastapi_no_operations() -> Any:
     app = FastAPI()
 
     @app.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
-    if instrumented:
-        app.add_middleware(PlyraMiddleware, agent_name="bench")
+    app.add_middleware(PlyraMiddleware, agent_name="bench", framework_spans=False)
     return app
 
 
@@ -152,29 +193,52 @@ def main() -> None:
     args = parser.parse_args()
     n, rounds = args.requests, args.rounds
     handle = plyra_trace.init("bench", console=False)
+    bare = bare_provider()
+    off = {"tracing": False}
+    apps = {
+        "Starlette, untraced": _starlette(None, bare),
+        "Starlette + PlyraMiddleware": _starlette("plyra", bare),
+        "Starlette + Starlette's OTel middleware (bare)": _starlette("starlette", bare),
+        "FastAPI tracing off, untraced": _fastapi(None, bare, off),
+        "FastAPI tracing off + PlyraMiddleware": _fastapi("plyra", bare, off),
+        "FastAPI tracing off + Starlette's OTel (bare)": _fastapi("starlette", bare, off),
+        "FastAPI own tracing (bare provider)": _fastapi(None, bare, {"tracer_provider": bare}),
+        "FastAPI own tracing (plyra's provider)": _fastapi(None, bare),
+        "FastAPI own tracing + PlyraMiddleware": _fastapi("plyra", bare),
+        "FastAPI + PlyraMiddleware, framework_spans=False": _fastapi_no_operations(),
+    }
+    asgi_interleaved(apps, "/items/3", 100, 2)  # warm-up
+    times = asgi_interleaved(apps, "/items/3", n, rounds)
+    for name, values in times.items():
+        print(f"{name:<52} {min(values):8.1f} us/request (best)")
+    print(f"\n(ratios: medians of {rounds} interleaved rounds of {n} requests; busy machine)")
+    rows = [
+        ("Starlette + PlyraMiddleware", "Starlette, untraced", "<= Starlette's OTel"),
+        ("Starlette + Starlette's OTel middleware (bare)", "Starlette, untraced", ""),
+        (
+            "FastAPI tracing off + PlyraMiddleware",
+            "FastAPI tracing off, untraced",
+            "<= Starlette's OTel",
+        ),
+        ("FastAPI tracing off + Starlette's OTel (bare)", "FastAPI tracing off, untraced", ""),
+        ("FastAPI own tracing (bare provider)", "FastAPI tracing off, untraced", ""),
+        (
+            "FastAPI own tracing + PlyraMiddleware",
+            "FastAPI own tracing (bare provider)",
+            "<= 1.30x",
+        ),
+        ("FastAPI own tracing + PlyraMiddleware", "FastAPI own tracing (plyra's provider)", ""),
+        (
+            "FastAPI + PlyraMiddleware, framework_spans=False",
+            "FastAPI own tracing (bare provider)",
+            "",
+        ),
+    ]
+    for measured, baseline, target in rows:
+        label = f"{measured} / {baseline}"
+        print(f"{label:<100} {median_ratio(times, measured, baseline):5.2f}x  {target}")
+    print()
 
-    path = "/items/3"
-    bare = asgi_per_request(_starlette(False), path, n, rounds)
-    report("Starlette + PlyraMiddleware", bare, asgi_per_request(_starlette(True), path, n, rounds))
-    try:
-        from opentelemetry.instrumentation.asgi import (  # type: ignore[import-not-found,unused-ignore]
-            OpenTelemetryMiddleware,
-        )
-    except ImportError:
-        print(f"{'Starlette + OpenTelemetry ASGI middleware':<44} (not installed)")
-    else:
-        otel_app = _starlette(False)
-        otel_app.add_middleware(OpenTelemetryMiddleware)
-        report(
-            "Starlette + OpenTelemetry ASGI middleware",
-            bare,
-            asgi_per_request(otel_app, path, n, rounds),
-        )
-    report(
-        "FastAPI (own tracing) + PlyraMiddleware",
-        asgi_per_request(_fastapi(False), path, n, rounds),
-        asgi_per_request(_fastapi(True), path, n, rounds),
-    )
     flask_bare = sync_per_call(_wsgi_call(_flask(False)), n, rounds)
     report("Flask + instrument_app", flask_bare, sync_per_call(_wsgi_call(_flask(True)), n, rounds))
     try:

@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from plyra_trace import _capture, _export, _propagation, _runtime
+from plyra_trace import _capture, _export, _instrument, _propagation, _runtime
+from plyra_trace._auto import AutoSpanProcessor
 from plyra_trace._capture import Redactor
 from plyra_trace._console import ConsoleTreeProcessor
 from plyra_trace._llm import warm_prices
@@ -259,7 +260,6 @@ def init(
     if not processors:
         processors.append(SpanProcessor())  # nowhere to export: spans are still made and dropped
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
-    from plyra_trace._instrument import AutoSpanProcessor
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
     pipeline = Pipeline(
@@ -291,7 +291,7 @@ def init(
         )
         _process.router.pipeline = pipeline
         _process.active = handle
-        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION))
+        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION), provider)
     if previous is not None:
         previous._pipeline.shutdown(timeout_millis=2_000)
         previous._closed = True
@@ -302,8 +302,6 @@ def init(
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
     if instrument:
-        from plyra_trace import _instrument
-
         _instrument.configure(instrument)
     return handle
 

@@ -43,6 +43,9 @@ class PlyraMiddleware:
     ``excluded_urls`` are path regexes left untraced (health checks). ``trust_incoming=False``
     (public endpoints) starts a new trace linked to the caller's and drops incoming baggage.
     ``capture_headers`` lists request/response headers recorded as span attributes.
+    ``framework_spans=False`` turns off FastAPI's operation spans (``fastapi.dependencies``,
+    ``fastapi.endpoint``, ``fastapi.serialization``, ``fastapi.background_task``) for the requests
+    this middleware traces, leaving the request's SERVER span and the agents' spans.
     """
 
     def __init__(
@@ -53,9 +56,11 @@ class PlyraMiddleware:
         excluded_urls: str | Iterable[str] | None = None,
         trust_incoming: bool = True,
         capture_headers: Iterable[str] | None = None,
+        framework_spans: bool = True,
     ) -> None:
         self.app = app
         self._settings = ServerSettings(agent_name, excluded_urls, trust_incoming, capture_headers)
+        self._framework_spans = framework_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -66,6 +71,8 @@ class PlyraMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = _open(self._settings, scope)
+        if not self._framework_spans:
+            _without_operation_spans(scope)
         if exchange is None:
             await self.app(scope, receive, send)
             return
@@ -136,6 +143,22 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
     except Exception:
         log_once("asgi.start", "plyra_trace: could not trace an ASGI request; it runs untraced")
         return None
+
+
+def _without_operation_spans(scope: Scope) -> None:
+    """Turn FastAPI's operation spans off for this request only.
+
+    FastAPI (0.16x) opens them through the tracer on its per-request telemetry object (the scope's
+    ``"fastapi.telemetry"``, also the one its context holds); ``FastAPI(telemetry=
+    {"operation_spans": False})`` is what leaves that tracer unset. Unsetting it here is the same
+    switch for one request, so no span is made and dropped, and the app's config is untouched.
+    """
+    telemetry = scope.get(_FASTAPI_TELEMETRY)
+    if telemetry is not None and getattr(telemetry, "tracer", None) is not None:
+        try:
+            telemetry.tracer = None
+        except Exception:
+            log_once("asgi.framework-spans", "plyra_trace: could not turn FastAPI's spans off")
 
 
 def _existing_server_span(scope: Scope) -> Span | None:
