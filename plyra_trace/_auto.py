@@ -286,9 +286,6 @@ class AutoSpanProcessor(SpanProcessor):
                 node.usage_below = True
             node = node.parent
 
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
-
     def shutdown(self) -> None:
         self._open.clear()
 

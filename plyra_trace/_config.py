@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -45,7 +46,8 @@ class _AdjustableSampler(Sampler):
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
-        self._delegate = ParentBased(TraceIdRatioBased(rate))
+        root = ALWAYS_ON if rate >= 1.0 else TraceIdRatioBased(rate)  # no ratio test when all
+        self._delegate = ParentBased(root)
 
     def should_sample(
         self,

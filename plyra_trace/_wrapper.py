@@ -108,7 +108,7 @@ def _start(
         scoped = scope_attributes(parent)
         if scoped is not None or recipe.agent_name is not None or recipe.wants_input():
             attributes = dict(attributes)
-            if scoped is not None:  # set here in one go; EnrichProcessor skips our spans
+            if scoped is not None:  # set here in one go; the pipeline skips our spans
                 attributes.update(scoped)
             if recipe.agent_name is not None:
                 caller = current_agent(parent)

@@ -50,6 +50,11 @@ class _TransformingProcessor(SpanProcessor):
     def __init__(self, next_processor: SpanProcessor | None = None) -> None:
         self._next = next_processor
 
+    @property
+    def forwards(self) -> bool:
+        """Whether ``on_start``/``on_end`` hand spans on (inside a pipeline they need not run)."""
+        return self._next is not None
+
     def transform(self, span: ReadableSpan) -> ReadableSpan:
         added = self.attributes_for(span.attributes or {})
         return rebuilt(span, {**added, **(span.attributes or {})}) if added else span
@@ -77,10 +82,8 @@ class OpenInferenceSpanProcessor(_TransformingProcessor):
     """Adds ``plyra.span.kind`` (and the gen_ai operation) to OpenInference spans."""
 
     def attributes_for(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        if sc.PLYRA_SPAN_KIND in attributes:
-            return {}
-        value = attributes.get(sc.OI_SPAN_KIND)
-        if not isinstance(value, str):
+        value = attributes.get(sc.OI_SPAN_KIND)  # first: most spans of other libraries lack it
+        if not isinstance(value, str) or sc.PLYRA_SPAN_KIND in attributes:
             return {}
         return dict(sc.kind_attributes(sc.plyra_kind_from_openinference(value)))
 
