@@ -16,11 +16,12 @@ from typing import Any, Final, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind
 
 from plyra_trace import _semconv as sc
 from plyra_trace._context import current_agent
 from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider
-from plyra_trace._processors import rebuilt
+from plyra_trace._processors import attributes_of, rebuilt
 from plyra_trace._runtime import INSTRUMENTATION_NAME
 from plyra_trace._safety import log_once
 
@@ -100,10 +101,16 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _tracked_at_start(scope: str, attributes: Mapping[str, Any]) -> bool:
-    """Whether a span with no remembered parent is worth remembering: LLM or instrumentor spans."""
+def _tracked_at_start(span: Span, scope: str) -> bool:
+    """Whether a span with no remembered parent is worth remembering: LLM or instrumentor spans.
+
+    plyra's LLM spans are INTERNAL (its SERVER/CLIENT/PRODUCER/CONSUMER spans are transport hops),
+    so those are never looked into.
+    """
     if scope == INSTRUMENTATION_NAME:
-        return attributes.get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value
+        if span.kind is not SpanKind.INTERNAL:
+            return False
+        return attributes_of(span).get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value
     return scope.startswith(_OI_SCOPE_PREFIX) or scope == ANTHROPIC_SDK_SCOPE
 
 
@@ -214,7 +221,7 @@ class AutoSpanProcessor(SpanProcessor):
             if parent is not None:
                 parent_entry = self._open.get(parent.span_id)
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
-        if parent_entry is None and not _tracked_at_start(scope, span.attributes or {}):
+        if parent_entry is None and not _tracked_at_start(span, scope):
             return
         if len(self._open) >= _MAX_OPEN:  # spans that never end must not grow memory forever
             log_once("auto-open", "plyra_trace: too many unfinished spans; enrichment is partial")
@@ -234,10 +241,10 @@ class AutoSpanProcessor(SpanProcessor):
 
     def _transform(self, span: ReadableSpan, entry: OpenSpan) -> ReadableSpan:
         scope = entry.scope
-        kind = _kind_of(span.attributes or {})
+        attributes = dict(attributes_of(span))
+        kind = _kind_of(attributes)
         if kind is None and scope != ANTHROPIC_SDK_SCOPE:
             return span
-        attributes = dict(span.attributes or {})
         if scope == ANTHROPIC_SDK_SCOPE:
             kind = self._anthropic_sdk_kind(attributes, entry)
             if kind is None:  # duplicates the OpenInference span of the same call

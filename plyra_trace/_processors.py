@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
@@ -28,6 +29,24 @@ class SpanTransform(Protocol):
     """A processor that may return a rewritten copy of a finished span (compat mappings)."""
 
     def transform(self, span: ReadableSpan) -> ReadableSpan: ...
+
+
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes as a plain dict, for lookups that may miss.
+
+    The SDK's attribute mapping answers a missing key by raising and catching a KeyError inside
+    ``get``/``in``, which costs more than its public ``copy()`` (a C-level dict copy); most
+    lookups on other libraries' spans miss.
+    """
+    attributes = span.attributes
+    if not attributes:
+        return _NO_ATTRIBUTES
+    copy = getattr(attributes, "copy", None)
+    copied = copy() if copy is not None else None
+    return copied if isinstance(copied, dict) else dict(attributes)
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 def _receive_handoff(

@@ -128,14 +128,14 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
                 else {}
             )
             names = _http.context_header_names()[0]
-            has_context = any(key in names for key, _ in headers)
-            joined = ServerExchange.join(settings, existing, headers, dict(extra), has_context)
+            carrier = [(key, value) for key, value in headers if key in names]
+            joined = ServerExchange.join(settings, existing, carrier, dict(extra), bool(carrier))
             scope[_EXCHANGE] = joined
             return joined
-        method, attributes, has_context = _request_attributes(scope, path)
+        method, attributes, carrier = _request_attributes(scope, path)
         if settings.allow:
             attributes.update(_http.header_attributes("request", headers, settings.allow))
-        exchange = ServerExchange.start(settings, headers, method, attributes, has_context)
+        exchange = ServerExchange.start(settings, carrier, method, attributes, bool(carrier))
         # Any FastAPI app inside steps aside for this request: its span would be a second one.
         scope.setdefault(_FASTAPI_TELEMETRY, None)
         scope[_EXCHANGE] = exchange
@@ -169,9 +169,11 @@ def _existing_server_span(scope: Scope) -> Span | None:
     return None
 
 
-def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], bool]:
-    """The span-name method and start attributes of an ASGI request, and whether any of its
-    headers carries trace context."""
+def _request_attributes(
+    scope: Scope, path: str
+) -> tuple[str, dict[str, Any], list[tuple[Any, Any]]]:
+    """The span-name method and start attributes of an ASGI request, and its headers that carry
+    trace context, in order (all the propagators read; the rest need not be normalised)."""
     websocket = scope.get("type") == "websocket"
     scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
     attributes: dict[str, Any]
@@ -190,7 +192,7 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         attributes[_http.URL_QUERY] = _http.redact_query(bytes(query).decode("latin-1"))
     host = user_agent = None
     context_names = _http.context_header_names()[0]
-    has_context = False
+    carrier: list[tuple[Any, Any]] = []
     for key, value in scope.get("headers") or ():
         if key == b"host":
             if host is None:
@@ -198,8 +200,8 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         elif key == b"user-agent":
             if user_agent is None:
                 user_agent = bytes(value).decode("latin-1")
-        elif not has_context and key in context_names:
-            has_context = True
+        elif key in context_names:
+            carrier.append((key, value))
     if host is None and scope.get("server"):
         server = scope["server"]
         host = f"{server[0]}:{server[1]}" if len(server) > 1 and server[1] else str(server[0])
@@ -211,7 +213,7 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         attributes[_http.CLIENT_ADDRESS] = str(client[0])
         if len(client) > 1 and client[1] is not None:
             attributes[_http.CLIENT_PORT] = int(client[1])
-    return method, attributes, has_context
+    return method, attributes, carrier
 
 
 def _route_template(scope: Scope, root_path: str) -> str | None:
