@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -27,7 +28,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from plyra_trace import _capture, _export, _propagation, _runtime
+from plyra_trace import _capture, _export, _instrument, _propagation, _runtime
+from plyra_trace._auto import AutoSpanProcessor
 from plyra_trace._capture import Redactor
 from plyra_trace._console import ConsoleTreeProcessor
 from plyra_trace._llm import warm_prices
@@ -44,7 +46,8 @@ class _AdjustableSampler(Sampler):
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
-        self._delegate = ParentBased(TraceIdRatioBased(rate))
+        root = ALWAYS_ON if rate >= 1.0 else TraceIdRatioBased(rate)  # no ratio test when all
+        self._delegate = ParentBased(root)
 
     def should_sample(
         self,
@@ -273,7 +276,6 @@ def init(
     if not processors:
         processors.append(SpanProcessor())  # nowhere to export: spans are still made and dropped
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
-    from plyra_trace._instrument import AutoSpanProcessor
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
     pipeline = Pipeline(
@@ -305,7 +307,7 @@ def init(
         )
         _process.router.pipeline = pipeline
         _process.active = handle
-        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION))
+        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION), provider)
     if previous is not None:
         previous._pipeline.shutdown(timeout_millis=2_000)
         previous._closed = True
@@ -317,8 +319,6 @@ def init(
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
     if instrument:
-        from plyra_trace import _instrument
-
         _instrument.configure(instrument)
     return handle
 

@@ -82,7 +82,7 @@ export function fmtTime(ns) {
 }
 
 /** A consistent colour per span kind (CSS custom properties, so both themes agree). */
-export const KINDS = ["AGENT", "TOOL", "GUARD", "LLM", "CHAIN", "RETRIEVER", "ROUTER", "EMBEDDING", "RERANKER", "EVALUATOR", "PROMPT", "HTTP", "MESSAGING", "RPC", "DATABASE", "UNKNOWN"];
+export const KINDS = ["AGENT", "TOOL", "GUARD", "LLM", "CHAIN", "RETRIEVER", "ROUTER", "EMBEDDING", "RERANKER", "EVALUATOR", "PROMPT", "HTTP", "MESSAGING", "RPC", "DATABASE", "FRAMEWORK", "UNKNOWN"];
 
 export function kindColor(kind) {
   const name = KINDS.includes(kind) ? kind : "UNKNOWN";
