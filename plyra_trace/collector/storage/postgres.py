@@ -22,7 +22,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from sqlalchemy import Table, create_engine, make_url, text
+from sqlalchemy import Table, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
 
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
@@ -90,6 +90,8 @@ class PostgresStorage(SqlReads):
         try:
             with self.engine.begin() as conn:
                 migrate(conn)
+            self.engine.dispose()  # later connections are made by _connected, with staging
+            event.listen(self.engine, "connect", _connected)
         except Exception as error:
             self.engine.dispose()
             if is_connection_error(error):
@@ -217,6 +219,18 @@ class PostgresStorage(SqlReads):
         self.engine.dispose()
 
 
+def _connected(dbapi: psycopg.Connection[Any], _record: Any) -> None:
+    """Give a new connection its staging tables: rows that may already exist are COPYed there,
+    then merged with ``INSERT ... ON CONFLICT`` (temporary, emptied at each commit)."""
+    for table in _KEYS:
+        dbapi.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+                sql.Identifier(f"_stage_{table}"), sql.Identifier(table)
+            )
+        )
+    dbapi.commit()
+
+
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
     raw = conn.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
@@ -240,7 +254,6 @@ class _PgOps:
 
     def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
         self._cursor = cursor
-        self._staged: set[str] = set()
 
     def lock(self, trace_ids: Sequence[str]) -> None:
         self._cursor.execute(
@@ -272,13 +285,6 @@ class _PgOps:
         target = sql.Identifier(table.name)
         if conflict != "none":
             target = sql.Identifier(f"_stage_{table.name}")
-            if target.as_string() not in self._staged:
-                self._cursor.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-                    ).format(target, sql.Identifier(table.name))
-                )
-                self._staged.add(target.as_string())
         with self._cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
             for row in _scrub(rows):
                 copy.write_row(row)

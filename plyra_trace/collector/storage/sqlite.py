@@ -21,7 +21,11 @@ from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads
 from plyra_trace.collector.storage._write import Conflict, write_batch
 
-_INSERT: Final = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "none": "INSERT"}
+_INSERT: Final = {
+    "replace": "INSERT OR REPLACE",
+    "ignore": "INSERT OR IGNORE",
+    "none": "INSERT OR REPLACE",  # costs nothing without a conflict, and is safe if one occurs
+}
 _IN_IDS: Final = "trace_id IN (SELECT value FROM json_each(?))"
 
 
