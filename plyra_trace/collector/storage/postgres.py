@@ -30,7 +30,7 @@ from plyra_trace.collector.storage import StorageUnavailable, mask_url
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads, is_connection_error
-from plyra_trace.collector.storage._write import Conflict, write_batch
+from plyra_trace.collector.storage._write import Conflict, KnownResources, write_batch
 
 _log = logging.getLogger(__name__)
 DAY_NS: Final = 86_400 * 10**9
@@ -85,6 +85,7 @@ class PostgresStorage(SqlReads):
         self._origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._days: set[int] = set()
         self._days_lock = threading.Lock()
+        self._resources = KnownResources()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         try:
@@ -112,15 +113,18 @@ class PostgresStorage(SqlReads):
             try:
                 with self._transaction() as conn:
                     cursor = _raw(conn).cursor(row_factory=dict_row)
-                    result = write_batch(_PgOps(cursor), spans)
+                    result = write_batch(_PgOps(self._resources, cursor), spans)
                     ids = [trace["trace_id"] for trace in result.traces[:_NOTIFY_IDS]]
                     payload = json.dumps({"o": self._origin, "n": result.spans, "t": ids})
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                self._resources.committed()
                 return result
             except psycopg.errors.CheckViolation:
                 # A partition this process thought it had was dropped (retention elsewhere).
                 if attempt == 2:
                     raise
+            finally:
+                self._resources.pending.clear()
                 with self._days_lock:
                     self._days.clear()
         raise AssertionError("unreachable")
@@ -252,8 +256,9 @@ def _scrub(rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Any]]:
 class _PgOps:
     """:class:`~plyra_trace.collector.storage._write.WriteOps` on a psycopg cursor (COPY)."""
 
-    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+    def __init__(self, known: KnownResources, cursor: psycopg.Cursor[Row]) -> None:
         self._cursor = cursor
+        self.new_resource = known.new_resource
 
     def lock(self, trace_ids: Sequence[str]) -> None:
         self._cursor.execute(
