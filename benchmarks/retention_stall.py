@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.collector import BATCH, _preload, encode_batch
+from benchmarks.collector import BATCH, _preload, encode_batch, open_store
 from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.normalise import Normaliser
 from plyra_trace.collector.pricing import Pricer
@@ -55,14 +55,8 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite", help="sqlite or postgres")
     parser.add_argument("--expired", type=int, default=200_000, help="expired spans to delete")
     args = parser.parse_args()
-    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
-        db = f"{tmp}/stall.db"
-        if args.store == "postgres":
-            from tests.postgres_server import PostgresServer
-
-            cluster = PostgresServer()
-            db = cluster.database()
+        db, cluster = open_store(args.store, f"{tmp}/stall.db")
         try:
             _preload(db, args.expired, age_ns=3 * 86_400 * 10**9, first_seed=3 * 10**8)
             normaliser = Normaliser(CollectorConfig(), Pricer())

@@ -46,8 +46,6 @@ _KEYS: Final = {
     "handoffs": ("trace_id", "span_id"),
     "resources": ("resource_id",),
 }
-_DROP_LOCK_TIMEOUT: Final = "150ms"
-"""How long dropping a partition may wait for its lock (ingest queues behind that wait)."""
 
 
 def _partition_name(table: Table, day: int) -> str:
@@ -159,10 +157,12 @@ class PostgresStorage(SqlReads):
         return len(ids)
 
     def _drop_one_partition(self, cutoff_ns: int) -> bool:
+        """Detach (concurrently: ingest keeps writing) and drop one expired day partition."""
         rows = self._rows(
             text(
-                "SELECT c.relname AS name FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+                "SELECT c.relname AS name, p.relname AS parent, i.inhdetachpending AS pending"
+                " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " JOIN pg_class p ON p.oid = i.inhparent"
                 " WHERE p.relname IN ('spans', 'span_payloads') ORDER BY c.relname"
             )
         )
@@ -170,14 +170,19 @@ class PostgresStorage(SqlReads):
             day = _partition_day(row["name"])
             if day is None or (day + 1) * DAY_NS > cutoff_ns:
                 continue
-            try:
-                with self._transaction() as conn:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_DROP_LOCK_TIMEOUT}'")
-                    conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{row["name"]}"')
-            except Exception as error:
-                if "lock timeout" not in str(error):
-                    raise
-                return False  # busy: the row-by-row step runs instead, the drop next time
+            mode = "FINALIZE" if row["pending"] else "CONCURRENTLY"
+            with self._guard(), self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE {row["parent"]} DETACH PARTITION "{row["name"]}" {mode}'
+                    )
+                except Exception as error:
+                    if is_connection_error(error):
+                        raise
+                    _log.info("partition %s: %s (another replica?)", row["name"], error)
+                    return False
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{row["name"]}"')
             with self._days_lock:
                 self._days.discard(day)
             return True
