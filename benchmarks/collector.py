@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -183,6 +184,19 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def open_store(store: str, sqlite_path: str) -> tuple[str, Any]:
+    """The ``--db`` value for ``--store`` and the private PostgreSQL cluster started for it."""
+    if store == "sqlite":
+        return sqlite_path, None
+    if store != "postgres":
+        return store, None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.postgres_server import PostgresServer
+
+    cluster = PostgresServer()
+    return cluster.database(), cluster
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200, help="batches per sender")
@@ -192,17 +206,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="collector processes")
     parser.add_argument("--expired", type=int, default=0, help="3-day-old spans to retain away")
     args = parser.parse_args()
-    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
-        db = f"{tmp}/bench.db"
-        if args.store == "postgres":
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from tests.postgres_server import PostgresServer
-
-            cluster = PostgresServer()
-            db = cluster.database()
-        elif args.store != "sqlite":
-            db = args.store
+        db, cluster = open_store(args.store, f"{tmp}/bench.db")
         if args.preload:
             _preload(db, args.preload)
         if args.expired:

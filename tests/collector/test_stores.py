@@ -8,9 +8,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from plyra_trace.__main__ import main
+from plyra_trace.collector.storage import is_postgres
 from tests.collector.conftest import make_request, make_span, start_collector, stop_collector, tid
 
 DATA = Path(__file__).parent / "data"
@@ -34,6 +36,13 @@ def test_retention_deletes_old_traces_at_start_up_and_keeps_fresh_ones(tmp_path,
         running.wait(lambda: running.api.get(f"/api/v1/traces/{tid(900)}").status_code == 404)
         assert running.trace(tid(901))["root_name"] == "fresh"
         assert running.get("/api/v1/health")["spans"] == 1
+        if is_postgres(db):  # the old day went as whole partitions
+            with psycopg.connect(db) as conn:
+                old_day = time.strftime("%Y%m%d", time.gmtime((now - 3 * DAY_NS) // 10**9))
+                found = conn.execute(
+                    "SELECT relname FROM pg_class WHERE relname LIKE %s", (f"%_d{old_day}",)
+                ).fetchall()
+            assert found == []
         assert running.get("/api/v1/cost", by="model")["items"] == []
         # Ingest goes on after retention, also for days it dropped.
         running.send(make_span(902, 1, "late", base_ns=now))

@@ -118,7 +118,9 @@ class SqlReads:
 
     def _rows(self, statement: Any) -> list[Row]:
         with self._guard(), self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(statement).mappings()]
+            result = conn.execute(statement)
+            names = list(result.keys())
+            return [dict(zip(names, row, strict=True)) for row in result.all()]
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:

@@ -50,6 +50,30 @@ class WriteOps(Protocol):
         """Set spans' effective agent: (agent, trace id, span id, start ns)."""
         ...
 
+    def new_resource(self, resource_id: int) -> bool:
+        """False when this process already stored that resource (resources are never deleted)."""
+        ...
+
+
+class KnownResources:
+    """Resource ids this process has committed, so a batch skips re-inserting them."""
+
+    def __init__(self) -> None:
+        self._committed: set[int] = set()
+        self.pending: set[int] = set()
+
+    def new_resource(self, resource_id: int) -> bool:
+        """True (and remembered as pending) unless already committed."""
+        if resource_id in self._committed:
+            return False
+        self.pending.add(resource_id)
+        return True
+
+    def committed(self) -> None:
+        """The transaction holding the pending resources committed."""
+        self._committed |= self.pending
+        self.pending = set()
+
 
 def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     """Store ``spans`` and refresh their traces; the caller commits."""
@@ -78,7 +102,7 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
                 payloads.append(_payload_values(s))
     ops.put(t.spans, fresh, "none")
     ops.put(t.spans, again, "replace")
-    ops.put(t.resources, list(resources.new.items()), "ignore")
+    ops.put(t.resources, [r for r in resources.new.items() if ops.new_resource(r[0])], "ignore")
     ops.put(t.span_payloads, payloads, "replace")
     old_edges: set[tuple[str, str, str]] = set()
     if known:
@@ -102,7 +126,12 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
         ops.delete(t.usage, ordered)
         if updates:
             ops.set_agents(updates)
-    ops.put(t.traces, [_summary_values(d.summary) for d in derived.values()], "replace")
+    split: tuple[tuple[Conflict, set[str]], ...] = (
+        ("none", derived.keys() - known),
+        ("replace", known),
+    )
+    for conflict, ids in split:
+        ops.put(t.traces, [_summary_values(derived[i].summary) for i in sorted(ids)], conflict)
     handoffs = [h for d in derived.values() for h in d.handoffs]
     ops.put(t.handoffs, [[h[c] for c in t.HANDOFF_COLUMNS] for h in handoffs], "none")
     ops.put(

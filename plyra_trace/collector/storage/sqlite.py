@@ -19,9 +19,13 @@ from sqlalchemy.engine import Connection, Engine
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads
-from plyra_trace.collector.storage._write import Conflict, write_batch
+from plyra_trace.collector.storage._write import Conflict, KnownResources, write_batch
 
-_INSERT: Final = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "none": "INSERT"}
+_INSERT: Final = {
+    "replace": "INSERT OR REPLACE",
+    "ignore": "INSERT OR IGNORE",
+    "none": "INSERT OR REPLACE",  # costs nothing without a conflict, and is safe if one occurs
+}
 _IN_IDS: Final = "trace_id IN (SELECT value FROM json_each(?))"
 
 
@@ -58,6 +62,7 @@ class SQLiteStorage(SqlReads):
         self.path = path
         self.engine = _engine(path, synchronous)
         self._write_lock = threading.Lock()
+        self._resources = KnownResources()
         self._writer = self.engine.connect().execution_options(sqlite_immediate=True)
         with self._writer.begin():
             migrate(self._writer)
@@ -66,10 +71,16 @@ class SQLiteStorage(SqlReads):
         """Insert spans, recompute their traces and handoffs, commit; all or nothing."""
         if not spans:
             return WriteResult()
-        with self._write_lock, self._guard(), self._writer.begin():
-            raw = self._writer.connection.dbapi_connection
-            assert isinstance(raw, sqlite3.Connection)
-            return write_batch(_SQLiteOps(raw.cursor()), spans)
+        with self._write_lock:
+            try:
+                with self._guard(), self._writer.begin():
+                    raw = self._writer.connection.dbapi_connection
+                    assert isinstance(raw, sqlite3.Connection)
+                    result = write_batch(_SQLiteOps(self._resources, raw.cursor()), spans)
+                self._resources.committed()
+            finally:
+                self._resources.pending.clear()
+            return result
 
     def delete_expired(self, cutoff_ns: int, max_traces: int) -> int:
         """Delete up to ``max_traces`` traces started before ``cutoff_ns``, in one transaction."""
@@ -92,8 +103,9 @@ class SQLiteStorage(SqlReads):
 class _SQLiteOps:
     """:class:`~plyra_trace.collector.storage._write.WriteOps` on a raw sqlite3 cursor."""
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, known: KnownResources, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+        self.new_resource = known.new_resource
 
     def lock(self, trace_ids: Sequence[str]) -> None:
         """``BEGIN IMMEDIATE`` already holds the database's one write lock."""
