@@ -5,7 +5,8 @@ importable ones when none is named); ``uninstrument`` turns them off. ``AutoSpan
 every ``init()`` pipeline runs, finishes the job on the spans they (and SDKs that trace themselves,
 like anthropic 2.x) produce: model, provider, token counts and genai-prices cost on LLM spans; one
 token count per chain of nested LLM spans; LangGraph agent nodes as AGENT spans with in-process
-handoffs between them; AG2 replies and CrewAI task hand-overs as handoffs between agents.
+handoffs between them; AG2 replies and CrewAI task hand-overs as handoffs between agents;
+guardrails-ai guard calls and NeMo Guardrails rails as GUARD decisions (``_guard_spans``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from plyra_trace import _semconv as sc
 from plyra_trace._context import current_agent
+from plyra_trace._guard_spans import (
+    GUARDRAILS_GUARD_SPAN,
+    GUARDRAILS_SCOPE,
+    NEMO_SCOPE,
+    guardrails_guard_attributes,
+    guardrails_part_kind,
+    is_guardrails_validator,
+    nemo_attributes,
+    validator_outcome,
+)
 from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider
 from plyra_trace._processors import rebuilt
 from plyra_trace._runtime import INSTRUMENTATION_NAME
@@ -37,7 +48,7 @@ class _Target:
     """Where a target's library and its OpenInference instrumentor live."""
 
     library: str  # the module that must be importable
-    module: str  # the instrumentor's module
+    module: str | None  # the instrumentor's module; None: the library traces itself
     instrumentor: str  # the instrumentor's class
     extra: str  # the plyra-trace extra that installs it
 
@@ -59,8 +70,16 @@ _TARGETS: Final = {
         "crewai", "openinference.instrumentation.crewai", "CrewAIInstrumentor", "crewai"
     ),
     "ag2": _Target("autogen", "openinference.instrumentation.ag2", "AG2Instrumentor", "ag2"),
+    # guardrails-ai >= 0.5.1 traces itself (OpenInference's instrumentor supports only older
+    # versions); AutoSpanProcessor turns its guard spans into GUARD decisions (_guard_spans).
+    "guardrails": _Target("guardrails", None, "", ""),
 }
-_ALIASES: Final = {"langgraph": "langchain", "autogen": "ag2", "pyautogen": "ag2"}
+_ALIASES: Final = {
+    "langgraph": "langchain",
+    "autogen": "ag2",
+    "pyautogen": "ag2",
+    "guardrails-ai": "guardrails",
+}
 
 _active: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -100,6 +119,25 @@ def _tracer_provider() -> Any:
     return handle.provider if handle is not None else None
 
 
+class _GuardrailsTracing:
+    """guardrails-ai writes its own spans: instrumenting switches them on, undoing it off."""
+
+    @staticmethod
+    def _settings() -> Any:
+        from guardrails.settings import settings
+
+        return settings
+
+    def instrument(self, **kwargs: Any) -> None:
+        self._settings().disable_tracing = False
+
+    def uninstrument(self) -> None:
+        self._settings().disable_tracing = True
+
+
+_SELF_TRACING: Final[dict[str, Callable[[], Any]]] = {"guardrails": _GuardrailsTracing}
+
+
 def _instrument_one(name: str, *, quiet: bool) -> bool:
     """Turn on one target; a missing library or instrumentor is a one-line hint, never an error."""
     target = _TARGETS[name]
@@ -113,6 +151,15 @@ def _instrument_one(name: str, *, quiet: bool) -> bool:
                 target.library,
             )
         return False
+    if target.module is None:
+        try:
+            switch = _SELF_TRACING[name]()
+            switch.instrument()
+        except Exception:
+            log_once(f"instrument:{name}", f"plyra_trace: could not instrument {name}")
+            return False
+        _active[name] = switch
+        return True
     if not _importable(target.module):
         logger.warning(
             "plyra_trace: not instrumenting %s: install it with  pip install 'plyra-trace[%s]'",
@@ -315,6 +362,7 @@ USAGE_COUNTED_ON: Final = "plyra.llm.usage_counted_on"
 _MAX_OPEN: Final = 50_000
 _USAGE_PREFIXES: Final = ("llm.token_count.", "llm.cost.", "gen_ai.usage.")
 _GEN_AI_CACHE_WRITE_ALT: Final = "gen_ai.usage.cache_write.input_tokens"  # anthropic 2.x's name
+_SELF_TRACING_SCOPES: Final = frozenset({ANTHROPIC_SDK_SCOPE, GUARDRAILS_SCOPE, NEMO_SCOPE})
 
 
 class _Open:
@@ -328,6 +376,7 @@ class _Open:
         "prev_agent",
         "scope",
         "usage_below",
+        "validators",
     )
 
     def __init__(self, parent: _Open | None, scope: str, enclosing_agent: str | None) -> None:
@@ -337,6 +386,7 @@ class _Open:
         self.has_llm = False  # an LLM span finished somewhere below
         self.usage_below = False  # a span below carried token counts
         self.last_agent: str | None = None  # the last agent node that finished as a child
+        self.validators: list[dict[str, Any]] | None = None  # a guardrails-ai guard call's
         self.prev_agent = (
             (parent.last_agent or parent.enclosing_agent) if parent is not None else enclosing_agent
         )
@@ -354,7 +404,7 @@ def _tracked_at_start(scope: str, attributes: Mapping[str, Any]) -> bool:
     """Whether a span with no remembered parent is worth remembering: LLM or instrumentor spans."""
     if scope == INSTRUMENTATION_NAME:
         return attributes.get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value
-    return scope.startswith(_OI_SCOPE_PREFIX) or scope == ANTHROPIC_SDK_SCOPE
+    return scope.startswith(_OI_SCOPE_PREFIX) or scope in _SELF_TRACING_SCOPES
 
 
 def _kind_of(scope: str, attributes: Mapping[str, Any]) -> str | None:
@@ -478,7 +528,10 @@ class AutoSpanProcessor(SpanProcessor):
             log_once("auto-open", "plyra_trace: too many unfinished spans; enrichment is partial")
             return
         enclosing = parent_entry.enclosing_agent if parent_entry else current_agent(parent_context)
-        self._open[span.context.span_id] = _Open(parent_entry, scope, enclosing)
+        entry = _Open(parent_entry, scope, enclosing)
+        if scope == GUARDRAILS_SCOPE and span.name == GUARDRAILS_GUARD_SPAN:
+            entry.validators = []
+        self._open[span.context.span_id] = entry
 
     def transform(self, span: ReadableSpan) -> ReadableSpan:
         entry = self._open.pop(span.context.span_id, None)
@@ -492,6 +545,11 @@ class AutoSpanProcessor(SpanProcessor):
             return span
 
     def _transform(self, span: ReadableSpan, entry: _Open | None, scope: str) -> ReadableSpan:
+        if scope == GUARDRAILS_SCOPE:
+            return self._guardrails(span, entry)
+        if scope == NEMO_SCOPE:
+            added = nemo_attributes(span.name, span.attributes or {})
+            return span if added is None else rebuilt(span, {**(span.attributes or {}), **added})
         kind = _kind_of(scope, span.attributes or {})
         if kind is None and scope != ANTHROPIC_SDK_SCOPE:
             return span
@@ -540,6 +598,25 @@ class AutoSpanProcessor(SpanProcessor):
             attributes.update(sc.kind_attributes(sc.SpanKind(kind)))
             changed = True
         return rebuilt(span, attributes) if changed else span
+
+    @staticmethod
+    def _guardrails(span: ReadableSpan, entry: _Open | None) -> ReadableSpan:
+        """A guard call becomes the GUARD decision; its validators and steps report to it."""
+        attributes = dict(span.attributes or {})
+        if entry is not None and entry.validators is not None:
+            attributes.update(guardrails_guard_attributes(attributes, entry.validators))
+            return rebuilt(span, attributes)
+        if is_guardrails_validator(attributes):
+            node = entry.parent if entry is not None else None
+            while node is not None and node.validators is None:
+                node = node.parent
+            if node is not None and node.validators is not None:
+                node.validators.append(validator_outcome(attributes))
+        kind = guardrails_part_kind(attributes)
+        if kind is None:
+            return span
+        attributes.update(sc.kind_attributes(kind))
+        return rebuilt(span, attributes)
 
     @staticmethod
     def _anthropic_sdk_kind(attributes: dict[str, Any], entry: _Open | None) -> str | None:
