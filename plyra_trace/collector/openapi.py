@@ -24,6 +24,8 @@ _QUERY: Final = {
         "min_duration_ms",
         "min_cost",
         "q",
+        "guard_policy",
+        "guard_action",
         "cursor",
         "limit",
     ],
@@ -34,6 +36,8 @@ _QUERY: Final = {
     "/api/v1/cost": ["by", "since", "until", "last", "limit"],
     "/api/v1/sessions": ["since", "until", "last", "cursor", "limit"],
     "/api/v1/sessions/{session_id}": ["cursor", "limit"],
+    "/api/v1/sessions/{session_id}/guards": ["limit"],
+    "/api/v1/guards": ["project", "agent", "provider", "since", "until", "last", "limit"],
 }
 
 
