@@ -89,6 +89,7 @@ def test_decisions_per_policy_and_action_with_agents_latency_and_recent_traces(c
     ]
     # The series: counts per bucket per policy and action, adding up to the totals.
     assert data["bucket_ns"] > 0
+    assert data["since_ns"] <= BASE + MS and data["until_ns"] > BASE + 60_020 * MS
     totals: dict[tuple[str, str], int] = {}
     for point in data["series"]:
         assert point["t_ns"] % data["bucket_ns"] == 0
@@ -113,6 +114,8 @@ def test_filters_by_agent_provider_project_and_window(collector):
         "items": [],
         "series": [],
         "bucket_ns": None,
+        "since_ns": None,
+        "until_ns": None,
         "blocked_agents": [],
     }
     response = collector.api.get("/api/v1/guards", params={"last": "soon"})
@@ -147,13 +150,10 @@ def test_plyra_guard_decisions_exported_by_the_sdk_reach_the_guards_view(collect
     from plyra_guard.exceptions import ExecutionBlockedError
 
     from plyra_trace.integrations.plyra_guard import instrument
+    from tests.integrations.test_plyra_guard import POLICY
 
     config = tmp_path / "guard.yaml"
-    config.write_text(
-        "policies:\n  - name: no-system-files\n    action_types: ['file.*']\n"
-        "    condition: \"parameters.path.startswith('/etc/')\"\n    verdict: BLOCK\n"
-        "observability:\n  exporters: []\n"
-    )
+    config.write_text(POLICY)
     guard = ActionGuard.from_config(str(config))
     handle = plyra_trace.init("guards-e2e", endpoint=collector.url, console=False)
     try:

@@ -66,7 +66,8 @@ class Storage(Protocol):
 
     def guards(self, where: GuardFilter, limit: int) -> Row:
         """Guard decisions per (policy, action) with count, agents, providers, p95 latency and
-        recent trace ids (``items``); counts per time bucket (``series``, ``bucket_ns``); and the
+        recent trace ids (``items``); counts per time bucket (``series``, ``bucket_ns``, over
+        ``since_ns``..``until_ns``); and the
         agents with the most blocks (``blocked_agents``)."""
         ...
 
