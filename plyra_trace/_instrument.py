@@ -4,7 +4,8 @@
 when none is named) on the provider of the ``init()`` in force; ``uninstrument`` turns them off.
 A target may name an integration module with a bridge that ``install``s alongside its instrumentor
 (LangChain's, in ``plyra_trace/integrations/langchain.py``): the registry knows module names, not
-frameworks. What happens to the spans is ``AutoSpanProcessor``'s job (``_auto.py``).
+frameworks. A library that traces itself (guardrails-ai) has a switch instead of an instrumentor.
+What happens to the spans is ``AutoSpanProcessor``'s job (``_auto.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,7 +26,7 @@ class _Target:
     """Where a target's library and its OpenInference instrumentor live."""
 
     library: str  # the module that must be importable
-    module: str  # the instrumentor's module
+    module: str | None  # the instrumentor's module; None: the library traces itself
     instrumentor: str  # the instrumentor's class
     extra: str  # the plyra-trace extra that installs it
     bridge: str | None = None  # an integration module whose install/remove go with it
@@ -48,8 +50,16 @@ _TARGETS: Final = {
         "crewai", "openinference.instrumentation.crewai", "CrewAIInstrumentor", "crewai"
     ),
     "ag2": _Target("autogen", "openinference.instrumentation.ag2", "AG2Instrumentor", "ag2"),
+    # guardrails-ai >= 0.5.1 traces itself (OpenInference's instrumentor supports only older
+    # versions); AutoSpanProcessor turns its guard spans into GUARD decisions (_guard_spans).
+    "guardrails": _Target("guardrails", None, "", ""),
 }
-_ALIASES: Final = {"langgraph": "langchain", "autogen": "ag2", "pyautogen": "ag2"}
+_ALIASES: Final = {
+    "langgraph": "langchain",
+    "autogen": "ag2",
+    "pyautogen": "ag2",
+    "guardrails-ai": "guardrails",
+}
 
 _active: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -82,6 +92,25 @@ def _trace_config() -> Any:
     return TraceConfig(hide_inputs=True, hide_outputs=True)
 
 
+class _GuardrailsTracing:
+    """guardrails-ai writes its own spans: instrumenting switches them on, undoing it off."""
+
+    @staticmethod
+    def _settings() -> Any:
+        from guardrails.settings import settings
+
+        return settings
+
+    def instrument(self, **kwargs: Any) -> None:
+        self._settings().disable_tracing = False
+
+    def uninstrument(self) -> None:
+        self._settings().disable_tracing = True
+
+
+_SELF_TRACING: Final[dict[str, Callable[[], Any]]] = {"guardrails": _GuardrailsTracing}
+
+
 def _instrument_one(name: str, *, quiet: bool) -> bool:
     """Turn on one target; a missing library or instrumentor is a one-line hint, never an error."""
     target = _TARGETS[name]
@@ -95,6 +124,15 @@ def _instrument_one(name: str, *, quiet: bool) -> bool:
                 target.library,
             )
         return False
+    if target.module is None:
+        try:
+            switch = _SELF_TRACING[name]()
+            switch.instrument()
+        except Exception:
+            log_once(f"instrument:{name}", f"plyra_trace: could not instrument {name}")
+            return False
+        _active[name] = switch
+        return True
     if not _importable(target.module):
         logger.warning(
             "plyra_trace: not instrumenting %s: install it with  pip install 'plyra-trace[%s]'",

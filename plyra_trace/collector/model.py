@@ -87,6 +87,19 @@ class TraceFilter:
     min_duration_ns: int | None = None
     min_cost: float | None = None
     text: str | None = None
+    guard_policy: str | None = None
+    guard_action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardFilter:
+    """Which guard decisions the Guards view aggregates (None means any)."""
+
+    project: str | None = None
+    agent: str | None = None
+    provider: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import pytest
 
 from plyra_trace.__main__ import main
 from plyra_trace.collector.storage import is_postgres
+from plyra_trace.collector.storage._migrate import LATEST
 from tests.collector.conftest import make_request, make_span, start_collector, stop_collector, tid
 
 DATA = Path(__file__).parent / "data"
@@ -103,7 +104,8 @@ def test_a_0_3_0_database_opens_with_everything_intact(tmp_path):
     finally:
         stop_collector(running)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,)
+        assert conn.execute("SELECT COUNT(*) FROM guards").fetchone() == (0,)  # added by v3
         keys = dict(conn.execute("SELECT key_id, revoked_ns IS NULL FROM api_keys").fetchall())
         assert keys == {"abc123def456": 1, "0123456789ab": 0}
         stored = conn.execute("SELECT secret_hash FROM api_keys WHERE key_id = 'abc123def456'")

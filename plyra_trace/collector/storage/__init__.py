@@ -14,6 +14,7 @@ from typing import Protocol
 
 from plyra_trace.collector.model import (
     CostDimension,
+    GuardFilter,
     Page,
     Row,
     SpanRecord,
@@ -61,6 +62,17 @@ class Storage(Protocol):
         limit: int,
     ) -> list[str]:
         """Newest traces whose root is named ``root_name`` and/or which contain ``agent``."""
+        ...
+
+    def guards(self, where: GuardFilter, limit: int) -> Row:
+        """Guard decisions per (policy, action) with count, agents, providers, p95 latency and
+        recent trace ids (``items``); counts per time bucket (``series``, ``bucket_ns``, over
+        ``since_ns``..``until_ns``); and the
+        agents with the most blocks (``blocked_agents``)."""
+        ...
+
+    def session_guards(self, session_id: str, limit: int) -> list[Row]:
+        """A session's guard decisions across its traces and services, in time order."""
         ...
 
     def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:

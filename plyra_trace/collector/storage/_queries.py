@@ -29,7 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from plyra_trace.collector.model import CostDimension, Page, Row, TraceFilter
+from plyra_trace.collector.guards import bucket_ns
+from plyra_trace.collector.model import CostDimension, GuardFilter, Page, Row, TraceFilter
 from plyra_trace.collector.storage import StorageUnavailable
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.storage._dialect import (
@@ -43,7 +44,8 @@ from plyra_trace.collector.storage._dialect import (
 
 _TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
 _HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
-_RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.traces)
+_RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.guards, t.traces)
+_RECENT_TRACES: Final = 5  # trace ids listed per Guards row
 
 
 def encode_cursor(start_ns: int, key: str) -> str:
@@ -147,6 +149,14 @@ class SqlReads:
             clauses.append(_uses(t.usage.c.service, where.service))
         if where.agent is not None:
             clauses.append(_uses(t.usage.c.agent, where.agent))
+        if where.guard_policy is not None or where.guard_action is not None:
+            g = t.guards.c
+            decided = [g.trace_id == tr.trace_id]
+            if where.guard_policy is not None:
+                decided.append(g.policy == where.guard_policy)
+            if where.guard_action is not None:
+                decided.append(g.action == where.guard_action)
+            clauses.append(exists().where(*decided))
         if where.text:
             named = exists().where(
                 t.spans.c.trace_id == tr.trace_id,
@@ -291,6 +301,122 @@ class SqlReads:
                         }
                     )
         return {"nodes": nodes, "edges": edges}
+
+    def guards(self, where: GuardFilter, limit: int) -> Row:
+        """Guard decisions per policy and action, a time series of them and the most blocked agents.
+
+        The agent of a decision is its span's effective agent (kept current as traces grow).
+        """
+        g, s = t.guards.c, t.spans.c
+        clauses = _window(g.start_ns, where.since_ns, where.until_ns)
+        for column, value in ((g.project, where.project), (s.agent, where.agent)):
+            if value is not None:
+                clauses.append(column == value)
+        if where.provider is not None:
+            clauses.append(g.provider == where.provider)
+        decisions = (
+            select(g.policy, g.action, g.provider, g.duration_ns, g.start_ns, g.trace_id, s.agent)
+            .select_from(
+                t.guards.join(t.spans, and_(s.trace_id == g.trace_id, s.span_id == g.span_id))
+            )
+            .where(*clauses)
+            .subquery("d")
+        )
+        d = decisions.c
+        count = func.count()
+        items = self._rows(
+            select(
+                d.policy,
+                d.action,
+                count.label("count"),
+                distinct_list(d.agent).label("agents"),
+                distinct_list(d.provider).label("providers"),
+                func.max(d.start_ns).label("last_ns"),
+                p95(d.duration_ns).label("p95_ns"),
+            )
+            .group_by(d.policy, d.action)
+            .order_by(count.desc(), d.policy, d.action)
+            .limit(limit)
+        )
+        rank = (
+            func.row_number()
+            .over(partition_by=(d.policy, d.action), order_by=d.start_ns.desc())
+            .label("n")
+        )
+        ranked = select(d.policy, d.action, d.trace_id, rank).subquery("r")
+        recent: dict[tuple[str, str], list[str]] = {}
+        for row in self._rows(
+            select(ranked.c.policy, ranked.c.action, ranked.c.trace_id)
+            .where(ranked.c.n <= _RECENT_TRACES * 4)
+            .order_by(ranked.c.policy, ranked.c.action, ranked.c.n)
+        ):
+            ids = recent.setdefault((row["policy"], row["action"]), [])
+            if row["trace_id"] not in ids and len(ids) < _RECENT_TRACES:
+                ids.append(row["trace_id"])
+        for item in items:
+            item["p95_ns"] = p95_value(item["p95_ns"])
+            item["agents"] = sorted(a for a in item["agents"] or () if a is not None)
+            item["providers"] = sorted(p for p in item["providers"] or () if p is not None)
+            item["trace_ids"] = recent.get((item["policy"], item["action"]), [])
+            item["trace_id"] = item["trace_ids"][0] if item["trace_ids"] else None
+        (extent,) = self._rows(
+            select(func.min(d.start_ns).label("first"), func.max(d.start_ns).label("last"))
+        )
+        width = start = end = None
+        series: list[Row] = []
+        if extent["first"] is not None:
+            start = where.since_ns if where.since_ns is not None else extent["first"]
+            end = where.until_ns if where.until_ns is not None else extent["last"] + 1
+            width = bucket_ns(start, end)
+            bucket = (d.start_ns - d.start_ns % width).label("t_ns")
+            series = self._rows(
+                select(d.policy, d.action, bucket, func.count().label("count"))
+                .group_by(d.policy, d.action, bucket)
+                .order_by(bucket, d.policy, d.action)
+            )
+        blocks = func.count()
+        blocked = self._rows(
+            select(d.agent, blocks.label("count"))
+            .where(d.action == "block", d.agent.is_not(None))
+            .group_by(d.agent)
+            .order_by(blocks.desc(), d.agent)
+            .limit(10)
+        )
+        return {
+            "items": items,
+            "series": series,
+            "bucket_ns": width,
+            "since_ns": start,
+            "until_ns": end,
+            "blocked_agents": blocked,
+        }
+
+    def session_guards(self, session_id: str, limit: int) -> list[Row]:
+        """The guard decisions of a session's traces (every service), in the order they began."""
+        g, s, tr = t.guards.c, t.spans.c, t.traces.c
+        statement = (
+            select(
+                g.trace_id,
+                g.span_id,
+                g.start_ns,
+                g.duration_ns,
+                g.service,
+                g.policy,
+                g.action,
+                g.provider,
+                s.agent,
+                s.name,
+            )
+            .select_from(
+                t.traces.join(t.guards, g.trace_id == tr.trace_id).join(
+                    t.spans, and_(s.trace_id == g.trace_id, s.span_id == g.span_id)
+                )
+            )
+            .where(tr.session_id == session_id)
+            .order_by(g.start_ns, g.span_id)
+            .limit(limit)
+        )
+        return self._rows(statement)
 
     def cost_breakdown(
         self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int

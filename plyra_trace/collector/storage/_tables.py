@@ -1,9 +1,10 @@
 """The collector's tables, defined once for both stores (SQLAlchemy Core).
 
 Hot span rows, cold span payloads, resources, trace summaries, handoff edges, a usage roll-up per
-trace, API keys and a one-row metadata table holding the schema version. PostgreSQL differences
-live here as dialect options: span rows and payloads are range-partitioned by day on ``start_ns``
-(so retention drops whole partitions), attributes are JSONB. On SQLite the same tables match the
+trace, guard decisions, API keys and a one-row metadata table holding the schema version.
+PostgreSQL differences live here as dialect options: span rows and payloads are
+range-partitioned by day on ``start_ns`` (so retention drops whole partitions), attributes are
+JSONB. On SQLite the same tables match the
 0.3.0 file layout, so an old file only gains what later versions added (see ``_migrate``).
 """
 
@@ -186,6 +187,24 @@ usage: Final = Table(
 Index("usage_trace", usage.c.trace_id, usage.c.agent)
 Index("usage_start", usage.c.start_ns)
 
+guards: Final = Table(
+    "guards",
+    metadata,
+    Column("trace_id", Text, primary_key=True),
+    Column("span_id", Text, primary_key=True),
+    _int("start_ns", False),
+    _int("duration_ns", False),
+    _text("project", False),
+    _text("service", False),
+    _text("policy", False),
+    _text("action", False),
+    _text("provider"),
+    sqlite_with_rowid=False,
+)
+"""One row per guard decision (a GUARD span with ``guard.action``): what the Guards view reads."""
+Index("guards_start", guards.c.start_ns)
+Index("guards_policy", guards.c.policy, guards.c.action, guards.c.start_ns)
+
 api_keys: Final = Table(
     "api_keys",
     metadata,
@@ -209,6 +228,7 @@ SPAN_COLUMNS: Final = tuple(c.name for c in spans.columns)
 TRACE_COLUMNS: Final = tuple(c.name for c in traces.columns)
 USAGE_COLUMNS: Final = tuple(c.name for c in usage.columns)
 HANDOFF_COLUMNS: Final = tuple(c.name for c in handoffs.columns)
+GUARD_COLUMNS: Final = tuple(c.name for c in guards.columns)
 DERIVE_COLUMNS: Final = (
     "trace_id",
     "span_id",

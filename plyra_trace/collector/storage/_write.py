@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, Protocol
 
 from sqlalchemy import Table
 
+from plyra_trace.collector.guards import decision
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.summary import TraceDerivation, derive
@@ -104,6 +105,8 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     ops.put(t.spans, again, "replace")
     ops.put(t.resources, [r for r in resources.new.items() if ops.new_resource(r[0])], "ignore")
     ops.put(t.span_payloads, payloads, "replace")
+    decisions = [decision(s) for records in by_trace.values() for s in records.values()]
+    ops.put(t.guards, [[d[c] for c in t.GUARD_COLUMNS] for d in decisions if d], "replace")
     old_edges: set[tuple[str, str, str]] = set()
     if known:
         ordered = sorted(known)

@@ -44,6 +44,7 @@ _KEYS: Final = {
     "span_payloads": ("trace_id", "span_id", "start_ns"),
     "traces": ("trace_id",),
     "handoffs": ("trace_id", "span_id"),
+    "guards": ("trace_id", "span_id"),
     "resources": ("resource_id",),
 }
 

@@ -3,6 +3,7 @@
 import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, signIn, signOut } from "./dom.js";
 import { Flamegraph } from "./flame.js";
 import { drawGraph } from "./graph.js";
+import { guardsPage, sessionGuards } from "./guards.js";
 import { Waterfall } from "./waterfall.js";
 
 const view = document.getElementById("view");
@@ -104,7 +105,7 @@ function navigateQuiet(path, params) {
   history.replaceState(null, "", href(path, params));
 }
 
-const PAGES = { traces: tracesPage, trace: tracePage, agents: agentsPage, flame: flamePage, cost: costPage, sessions: sessionsPage, session: sessionPage };
+const PAGES = { traces: tracesPage, trace: tracePage, agents: agentsPage, flame: flamePage, cost: costPage, guards: (_parts, params) => guardsPage(view, params, { href, link, table, windowSelect, onLive }), sessions: sessionsPage, session: sessionPage };
 
 async function route() {
   for (const cleanup of cleanups) cleanup();
@@ -201,7 +202,7 @@ function traceRow(t) {
 const TRACE_HEADERS = ["Start", "Root", "Status", "Duration", "Spans", "Tokens", "Cost", "Agents", "Services"];
 
 // ---- Traces -------------------------------------------------------------------------------------
-const FILTERS = [["q", "search names"], ["service", "service"], ["agent", "agent"], ["session", "session"], ["user", "user"], ["min_duration_ms", "min ms"], ["min_cost", "min $"]];
+const FILTERS = [["q", "search names"], ["service", "service"], ["agent", "agent"], ["session", "session"], ["user", "user"], ["guard_policy", "guard policy"], ["guard_action", "guard action"], ["min_duration_ms", "min ms"], ["min_cost", "min $"]];
 
 async function tracesPage(_parts, params) {
   const state = Object.fromEntries(params.entries());
@@ -682,6 +683,7 @@ async function sessionPage(parts) {
       return row;
     }), "traces"),
   );
+  append(view, [await sessionGuards(sessionId, { link })]);
 }
 
 connectStream();
