@@ -302,7 +302,7 @@ def init(
             resolved_protocol if url else None,
             pipeline,
             health,
-            _export.ExportLogGuard(url, max_queue_size),
+            _export.ExportLogGuard(url),
             provider,
         )
         _process.router.pipeline = pipeline

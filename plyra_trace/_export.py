@@ -357,6 +357,7 @@ class _AccountedBatchProcessor(BatchSpanProcessor):
         inner = getattr(self, "_batch_processor", None)
         current = getattr(inner, "_queue", None)
         self._counting: _CountingQueue | None = None
+        self._said_full = False
         if isinstance(current, collections.deque) and current.maxlen:
             self._counting = _CountingQueue(current.maxlen)
             inner._queue = self._counting  # type: ignore[union-attr]
@@ -374,9 +375,22 @@ class _AccountedBatchProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not (span.context and span.context.trace_flags.sampled):
             return
+        counting = self._counting
+        if counting is not None and not self._said_full and len(counting) == counting.maxlen:
+            self._say_full(counting.maxlen)
         self._batch_processor.emit(span)
-        if self._counting is not None:
-            next(self._counting.put)
+        if counting is not None:
+            next(counting.put)
+
+    def _say_full(self, size: int) -> None:
+        """Said here, once per ``init()``: the SDK's own warning goes through a duplicate filter
+        that hides it when an earlier one was logged in the last 20 s."""
+        self._said_full = True
+        _safety.logger.warning(
+            "plyra_trace: export queue full at %d spans, spans are dropped; raise "
+            "max_queue_size or check the exporter (further drops are counted, not logged)",
+            size,
+        )
 
 
 class _CountingExporter(SpanExporter):
@@ -428,18 +442,25 @@ class _SayOnce(logging.Filter):
         return True
 
 
+class _Quiet(logging.Filter):
+    """Drops the records that start with ``match``: something else reports what they say."""
+
+    def __init__(self, match: str) -> None:
+        super().__init__("plyra")
+        self._match = match
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._match)
+
+
 class ExportLogGuard:
     """Installs and removes the say-once filters on the OpenTelemetry export loggers."""
 
-    def __init__(self, endpoint: str | None, max_queue_size: int) -> None:
+    def __init__(self, endpoint: str | None) -> None:
         self._installed: list[tuple[logging.Logger, logging.Filter]] = []
-        queue_hint = (
-            f"plyra_trace: export queue full at {max_queue_size} spans, spans are dropped; "
-            "raise max_queue_size or check the exporter"
-        )
         export_hint = f"plyra_trace: cannot export to {endpoint}; is the collector running?"
         retry_hint = f"plyra_trace: {endpoint} asked to retry later; retrying as it says"
-        self._add(_QUEUE_LOGGER, _SayOnce(queue_hint, "Queue full"))
+        self._add(_QUEUE_LOGGER, _Quiet("Queue full"))  # the processor says it, and counts
         for name in _EXPORT_LOGGERS:
             self._add(name, _SayOnce(export_hint, level=logging.ERROR))
             self._add(name, _SayOnce(retry_hint, "Transient error"))

@@ -50,10 +50,14 @@ def burst(count: int) -> None:
         unit(i)
 
 
-def test_a_burst_into_a_small_queue_counts_every_drop_exactly():
+@pytest.mark.parametrize("attempt", [1, 2])  # the second is said too (no 20 s duplicate filter)
+def test_a_burst_into_a_small_queue_counts_every_drop_exactly(caplog, attempt: int):
     slow = SlowExporter(delay=0.02)
     handle = plyra_trace.init("burst", exporter=slow, console=False, max_queue_size=256)
-    burst(5_000)
+    with caplog.at_level(logging.WARNING):
+        burst(5_000)
+    said = [r for r in caplog.records if "export queue full at" in r.getMessage()]
+    assert len(said) == 1 and "max_queue_size" in said[0].getMessage()
     report = handle.shutdown(timeout=20)
     status = handle.status()
     assert status.dropped_spans > 0

@@ -137,7 +137,7 @@ def test_dead_endpoint_costs_the_caller_nothing_and_shutdown_is_bounded(caplog):
         handle.shutdown(timeout=1.0)
         assert time.monotonic() - started < 3.0
     assert handle.dropped_spans > 0
-    queue_warnings = [r for r in caplog.records if "Queue full" in r.getMessage()]
+    queue_warnings = [r for r in caplog.records if "export queue full at" in r.getMessage()]
     assert len(queue_warnings) == 1
     assert "max_queue_size" in queue_warnings[0].getMessage()
 
