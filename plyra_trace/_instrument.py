@@ -2,9 +2,9 @@
 
 ``instrument("openai", ...)`` turns on the instrumentor of each named target (all importable ones
 when none is named) on the provider of the ``init()`` in force; ``uninstrument`` turns them off.
-A target may name an integration module with a bridge that ``install``s alongside its instrumentor
-(LangChain's, in ``plyra_trace/integrations/langchain.py``): the registry knows module names, not
-frameworks. What happens to the spans is ``AutoSpanProcessor``'s job (``_auto.py``).
+An integration may add a bridge installed alongside a target's instrumentor (LangChain's, in
+``plyra_trace/integrations/langchain.py``): the registry knows no framework. What happens to the
+spans is ``AutoSpanProcessor``'s job (``_auto.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -27,7 +28,6 @@ class _Target:
     module: str  # the instrumentor's module
     instrumentor: str  # the instrumentor's class
     extra: str  # the plyra-trace extra that installs it
-    bridge: str | None = None  # an integration module whose install/remove go with it
 
 
 _TARGETS: Final = {
@@ -42,7 +42,6 @@ _TARGETS: Final = {
         "openinference.instrumentation.langchain",
         "LangChainInstrumentor",
         "langchain",
-        "plyra_trace.integrations.langchain",
     ),
     "crewai": _Target(
         "crewai", "openinference.instrumentation.crewai", "CrewAIInstrumentor", "crewai"
@@ -53,6 +52,14 @@ _ALIASES: Final = {"langgraph": "langchain", "autogen": "ag2", "pyautogen": "ag2
 
 _active: dict[str, Any] = {}
 _lock = threading.Lock()
+# target -> (install(instrumentor), remove()) of an integration's bridge that goes with it
+_bridges: dict[str, tuple[Callable[[Any], None], Callable[[], None]]] = {}
+
+
+def add_bridge(target: str, install: Callable[[Any], None], remove: Callable[[], None]) -> None:
+    """Install ``install(instrumentor)`` whenever ``target`` is instrumented and ``remove()`` when
+    it is not (integrations call it when imported; the registry knows no framework)."""
+    _bridges[_canonical(target)] = (install, remove)
 
 
 def _canonical(name: str) -> str:
@@ -121,9 +128,10 @@ def _instrument_one(name: str, *, quiet: bool) -> bool:
         )
         return False
     _active[name] = instrumentor
-    if target.bridge is not None:
+    bridge = _bridges.get(name)
+    if bridge is not None:
         try:
-            importlib.import_module(target.bridge).install(instrumentor)
+            bridge[0](instrumentor)
         except Exception:
             log_once(f"bridge:{name}", f"plyra_trace: {name} spans will not nest calls in runs")
     return True
@@ -147,10 +155,10 @@ def uninstrument(*names: str) -> list[str]:
             instrumentor = _active.pop(name, None)
             if instrumentor is None:
                 continue
-            bridge = _TARGETS[name].bridge
+            bridge = _bridges.get(name)
             if bridge is not None:
                 try:
-                    importlib.import_module(bridge).remove()
+                    bridge[1]()
                 except Exception:
                     log_once(f"unbridge:{name}", f"plyra_trace: could not remove {name}'s bridge")
             try:
