@@ -4,15 +4,15 @@ Every ``init()`` pipeline runs it. On the spans OpenInference instrumentors (and
 themselves, like anthropic 2.x) produce it adds model, provider, token counts and genai-prices
 cost to LLM spans and keeps one token count per chain of nested LLM spans. What a framework's spans
 mean as agents (LangGraph nodes, AG2 replies, CrewAI tasks) is an ``AgentRule`` that lives with the
-framework's integration (``plyra_trace/integrations/``) and is loaded the first time a span of that
-framework's instrumentation scope ends; the core only knows which module to ask.
+framework's integration (``plyra_trace/integrations/``), which adds it for its instrumentation
+scope when imported (the package imports them); the core knows no framework.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -38,12 +38,6 @@ from plyra_trace._safety import log_once
 ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
 _OI_SCOPE_PREFIX: Final = "openinference.instrumentation."
 _ANTHROPIC_OI_SCOPE: Final = "openinference.instrumentation.anthropic"
-# Instrumentation scope -> the integration module whose ``agent_rule`` reads its spans as agents.
-_RULE_MODULES: Final = {
-    "openinference.instrumentation.langchain": "plyra_trace.integrations.langchain",
-    "openinference.instrumentation.ag2": "plyra_trace.integrations.ag2",
-    "openinference.instrumentation.crewai": "plyra_trace.integrations.crewai",
-}
 # Where a stripped token count was counted instead: "child" (a nested LLM span measured the same
 # call) or "parent" (the span duplicates the OpenInference span above it).
 USAGE_COUNTED_ON: Final = "plyra.llm.usage_counted_on"
@@ -80,12 +74,22 @@ class OpenSpan:
         )
 
 
-class AgentRule(Protocol):
-    """Reads a framework's finished span as an agent: the attributes to add, or None."""
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished span of a framework's instrumentor, as an agent rule sees it."""
 
-    def __call__(
-        self, span: ReadableSpan, attributes: Mapping[str, Any], kind: str, entry: OpenSpan | None
-    ) -> Mapping[str, Any] | None: ...
+    span: ReadableSpan
+    attributes: Mapping[str, Any]
+    kind: str  # its plyra kind (from plyra's or OpenInference's attribute)
+    entry: OpenSpan  # what ran below it
+
+    def text(self, key: str) -> str | None:
+        """Attribute ``key`` if it is a non-empty string."""
+        return text(self.attributes.get(key))
+
+
+# Reads a framework's finished span as an agent: the attributes to add, or None.
+AgentRule = Callable[[Finished], Mapping[str, Any] | None]
 
 
 def agent_attributes(name: str, framework: str) -> dict[str, Any]:
@@ -198,22 +202,13 @@ def _without_usage(attributes: Mapping[str, Any], counted_on: str) -> dict[str, 
     return kept
 
 
-_rules: dict[str, AgentRule | None] = {}
+_rules: dict[str, AgentRule] = {}
 
 
-def _rule_for(scope: str) -> AgentRule | None:
-    """The agent rule of a framework's instrumentation scope, loaded once (None if it has none)."""
-    if scope in _rules:
-        return _rules[scope]
-    rule: AgentRule | None = None
-    module = _RULE_MODULES.get(scope)
-    if module is not None:
-        try:
-            rule = importlib.import_module(module).agent_rule
-        except Exception:
-            log_once(f"agent-rule:{scope}", f"plyra_trace: could not load the rule for {scope}")
+def add_agent_rule(scope: str, rule: AgentRule) -> None:
+    """Read the spans of instrumentation ``scope`` as agents with ``rule`` (integrations call it
+    when imported; the core knows no framework)."""
     _rules[scope] = rule
-    return rule
 
 
 class AutoSpanProcessor(SpanProcessor):
@@ -284,8 +279,8 @@ class AutoSpanProcessor(SpanProcessor):
                 changed = True
             self._mark_ancestors(entry, usage=_has_usage(attributes))
         else:
-            rule = _rule_for(scope) if scope in _RULE_MODULES else None
-            agent = rule(span, attributes, kind, entry) if rule is not None else None
+            rule = _rules.get(scope)
+            agent = rule(Finished(span, attributes, kind, entry)) if rule is not None else None
             if agent:
                 attributes.update(agent)
                 changed = True
@@ -344,7 +339,9 @@ __all__ = [
     "USAGE_COUNTED_ON",
     "AgentRule",
     "AutoSpanProcessor",
+    "Finished",
     "OpenSpan",
+    "add_agent_rule",
     "agent_attributes",
     "in_process_handoff",
     "text",

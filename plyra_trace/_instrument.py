@@ -2,10 +2,10 @@
 
 ``instrument("openai", ...)`` turns on the instrumentor of each named target (all importable ones
 when none is named) on the provider of the ``init()`` in force; ``uninstrument`` turns them off.
-A target may name an integration module with a bridge that ``install``s alongside its instrumentor
-(LangChain's, in ``plyra_trace/integrations/langchain.py``): the registry knows module names, not
-frameworks. A library that traces itself (guardrails-ai) has a switch instead of an instrumentor.
-What happens to the spans is ``AutoSpanProcessor``'s job (``_auto.py``).
+An integration may add a bridge installed alongside a target's instrumentor (LangChain's, in
+``plyra_trace/integrations/langchain.py``): the registry knows no framework. What happens to the
+spans is ``AutoSpanProcessor``'s job (``_auto.py``). A library that traces itself (guardrails-ai)
+has a switch instead of an instrumentor.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class _Target:
     module: str | None  # the instrumentor's module; None: the library traces itself
     instrumentor: str  # the instrumentor's class
     extra: str  # the plyra-trace extra that installs it
-    bridge: str | None = None  # an integration module whose install/remove go with it
 
 
 _TARGETS: Final = {
@@ -44,7 +43,6 @@ _TARGETS: Final = {
         "openinference.instrumentation.langchain",
         "LangChainInstrumentor",
         "langchain",
-        "plyra_trace.integrations.langchain",
     ),
     "crewai": _Target(
         "crewai", "openinference.instrumentation.crewai", "CrewAIInstrumentor", "crewai"
@@ -63,6 +61,14 @@ _ALIASES: Final = {
 
 _active: dict[str, Any] = {}
 _lock = threading.Lock()
+# target -> (install(instrumentor), remove()) of an integration's bridge that goes with it
+_bridges: dict[str, tuple[Callable[[Any], None], Callable[[], None]]] = {}
+
+
+def add_bridge(target: str, install: Callable[[Any], None], remove: Callable[[], None]) -> None:
+    """Install ``install(instrumentor)`` whenever ``target`` is instrumented and ``remove()`` when
+    it is not (integrations call it when imported; the registry knows no framework)."""
+    _bridges[_canonical(target)] = (install, remove)
 
 
 def _canonical(name: str) -> str:
@@ -159,9 +165,10 @@ def _instrument_one(name: str, *, quiet: bool) -> bool:
         )
         return False
     _active[name] = instrumentor
-    if target.bridge is not None:
+    bridge = _bridges.get(name)
+    if bridge is not None:
         try:
-            importlib.import_module(target.bridge).install(instrumentor)
+            bridge[0](instrumentor)
         except Exception:
             log_once(f"bridge:{name}", f"plyra_trace: {name} spans will not nest calls in runs")
     return True
@@ -185,10 +192,10 @@ def uninstrument(*names: str) -> list[str]:
             instrumentor = _active.pop(name, None)
             if instrumentor is None:
                 continue
-            bridge = _TARGETS[name].bridge
+            bridge = _bridges.get(name)
             if bridge is not None:
                 try:
-                    importlib.import_module(bridge).remove()
+                    bridge[1]()
                 except Exception:
                     log_once(f"unbridge:{name}", f"plyra_trace: could not remove {name}'s bridge")
             try:

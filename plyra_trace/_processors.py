@@ -63,10 +63,11 @@ def _receive_handoff(
 
 
 def _does_work(processor: SpanProcessor, hook: str) -> bool:
-    """Whether ``processor``'s ``hook`` can do anything: the SDK base class's hooks do nothing,
-    and a transform inside a pipeline hands its result to the pipeline, not to a next processor
-    (``forwards`` False)."""
-    if getattr(type(processor), hook) is getattr(SpanProcessor, hook):
+    """Whether ``processor``'s ``hook`` can do anything: the SDK base class's hooks do nothing
+    (unless the instance has its own), and a transform inside a pipeline hands its result to the
+    pipeline, not to a next processor (``forwards`` False)."""
+    inherited = getattr(type(processor), hook, None) is getattr(SpanProcessor, hook)
+    if inherited and hook not in getattr(processor, "__dict__", {}):
         return False
     return bool(getattr(processor, "forwards", True))
 

@@ -44,8 +44,8 @@ class PlyraMiddleware:
     (public endpoints) starts a new trace linked to the caller's and drops incoming baggage.
     ``capture_headers`` lists request/response headers recorded as span attributes.
     ``framework_spans=False`` turns off FastAPI's operation spans (``fastapi.dependencies``,
-    ``fastapi.endpoint``, ``fastapi.serialization``, ``fastapi.background_task``) for the requests
-    this middleware traces, leaving the request's SERVER span and the agents' spans.
+    ``fastapi.endpoint``, ``fastapi.serialization``, ``fastapi.background_task``) for every
+    request through the middleware, leaving the request's SERVER span and the agents' spans.
     """
 
     def __init__(

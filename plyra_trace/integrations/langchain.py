@@ -1,10 +1,12 @@
 """LangChain and LangGraph: spans of OpenInference's LangChain instrumentor nested and read as
 agents.
 
-- The bridge (installed by ``plyra_trace.instrument("langchain")``) makes a LangChain run's span
+- The bridge (installed with ``plyra_trace.instrument("langchain")``) makes a LangChain run's span
   current while the run's own code executes, so spans started inside a run nest under it.
-- ``agent_rule`` (loaded by ``AutoSpanProcessor``) turns a LangGraph node's span into that agent's
+- ``agent_rule`` (used by ``AutoSpanProcessor``) turns a LangGraph node's span into that agent's
   AGENT span, with the in-process handoff from the node that ran before it.
+
+Importing this module (the package does) adds both.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 
 from plyra_trace import _semconv as sc
-from plyra_trace._auto import OpenSpan, agent_attributes, in_process_handoff
+from plyra_trace._auto import Finished, add_agent_rule, agent_attributes, in_process_handoff
+from plyra_trace._instrument import add_bridge
 from plyra_trace._safety import log_once
 
 __all__ = ["agent_rule", "install", "remove"]
@@ -167,15 +170,16 @@ def _langgraph_node(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | 
     return node if isinstance(node, str) and node == span.name else None
 
 
-def agent_rule(
-    span: ReadableSpan, attributes: Mapping[str, Any], kind: str, entry: OpenSpan | None
-) -> dict[str, Any] | None:
+def agent_rule(finished: Finished) -> dict[str, Any] | None:
     """The AGENT attributes of a LangGraph node that called a model or is an agent itself."""
-    if entry is None:
-        return None
-    node = _langgraph_node(span, attributes)
-    if node is None or not (entry.has_llm or kind == sc.SpanKind.AGENT.value):
+    entry = finished.entry
+    node = _langgraph_node(finished.span, finished.attributes)
+    if node is None or not (entry.has_llm or finished.kind == sc.SpanKind.AGENT.value):
         return None
     if entry.parent is not None:
         entry.parent.last_agent = node
     return {**agent_attributes(node, _FRAMEWORK), **in_process_handoff(entry.prev_agent, node)}
+
+
+add_agent_rule("openinference.instrumentation.langchain", agent_rule)
+add_bridge("langchain", install, remove)
