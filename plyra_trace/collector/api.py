@@ -201,7 +201,7 @@ async def trace_flamegraph(request: Request) -> JSON:
     weight = _weight(request)
     spans = await _call(_runtime(request).storage.trace_spans, [trace_id])
     if not spans:
-        return JSON({"error": "trace not found"}, status_code=404)
+        return JSON({"error": "no spans: unknown trace, or sampled out"}, status_code=404)
     return JSON(flamegraph(spans, weight))
 
 
@@ -293,6 +293,13 @@ async def health(request: Request) -> JSON:
     return JSON({"status": "ok", "spans": await _call(_runtime(request).storage.count_spans)})
 
 
+async def sampling(request: Request) -> JSON:
+    """The active tail-sampling policy and kept, dropped and pending counts, with bytes freed."""
+    runtime = _runtime(request)
+    stats = await _call(runtime.storage.sampling_stats)
+    return JSON({"policy": runtime.config.sampling.describe(), **stats})
+
+
 async def stream(request: Request) -> StreamingResponse:
     """Server-Sent Events: ``spans``, ``trace`` and ``edge`` events as writes commit."""
     broadcaster = _runtime(request).broadcaster
@@ -330,5 +337,6 @@ ROUTES: Final = [
     Route("/api/v1/sessions", list_sessions),
     Route("/api/v1/sessions/{session_id}", get_session),
     Route("/api/v1/facets", facets),
+    Route("/api/v1/sampling", sampling),
     Route("/api/v1/stream", stream),
 ]

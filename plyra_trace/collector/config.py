@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from plyra_trace.collector.sampling.policy import SamplingPolicy
 
 DEFAULT_PORT: Final = 4318
 DEFAULT_DB: Final = "plyra-trace.db"
@@ -34,3 +36,5 @@ class CollectorConfig:
     """Spans the writer commits together in one transaction, at most."""
     retention_days: float | None = None
     """Delete traces whose root started longer ago than this (None: keep everything)."""
+    sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
+    """Tail sampling (off by default: every trace keeps its spans; ``docs/sampling.md``)."""

@@ -9,6 +9,7 @@ from plyra_trace.collector.events import Broadcaster
 from plyra_trace.collector.normalise import Normaliser
 from plyra_trace.collector.pricing import Pricer
 from plyra_trace.collector.retention import Retention
+from plyra_trace.collector.sampling.decider import Decider
 from plyra_trace.collector.storage import Storage, open_storage
 from plyra_trace.collector.writer import Writer
 
@@ -23,6 +24,7 @@ class Runtime:
     writer: Writer
     broadcaster: Broadcaster
     retention: Retention | None = None
+    decider: Decider | None = None
 
     @classmethod
     def start(cls, config: CollectorConfig, storage: Storage | None = None) -> Runtime:
@@ -39,11 +41,16 @@ class Runtime:
         retention = None
         if config.retention_days is not None:
             retention = Retention(storage, config.retention_days)
-        return cls(config, storage, Normaliser(config, pricer), writer, broadcaster, retention)
+        decider = Decider.launch(storage, config.sampling)
+        normaliser = Normaliser(config, pricer)
+        return cls(config, storage, normaliser, writer, broadcaster, retention, decider)
 
     def stop(self) -> None:
-        """Stop retention, commit queued spans, stop the writer, close storage."""
+        """Stop retention and sampling decisions, commit queued spans, stop the writer, close
+        storage."""
         if self.retention is not None:
             self.retention.stop()
+        if self.decider is not None:
+            self.decider.stop()
         self.writer.stop()
         self.storage.close()
