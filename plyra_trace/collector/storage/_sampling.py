@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, case, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from plyra_trace._semconv import GUARD_ACTION
@@ -131,24 +131,40 @@ def pending_statement_count() -> Any:
 
 def apply(conn: Connection, decisions: Sequence[Decision]) -> int:
     """Record the decisions still valid (no span since ``seen_ns``, not decided elsewhere): a kept
-    trace drops its skeleton, a dropped one its span rows and payloads; count them."""
+    trace drops its skeleton, a dropped one its span rows and payloads; count them. The caller
+    holds the traces' write locks, so what is read here stays true until the commit."""
     s = t.trace_sampling.c
-    kept, dropped = 0, []
-    for d in decisions:
-        changed = conn.execute(
-            update(t.trace_sampling)
-            .where(s.trace_id == d.trace_id, s.sampled.is_(None), s.seen_ns == d.seen_ns)
-            .values(
-                sampled=KEPT if d.keep else DROPPED,
-                sticky=int(d.sticky),
-                kept_because=json.dumps(d.kept_because) if d.keep else None,
-                skeleton=None if d.keep else s.skeleton,
+    undecided = dict(
+        conn.execute(
+            select(s.trace_id, s.seen_ns).where(
+                s.trace_id.in_([d.trace_id for d in decisions]), s.sampled.is_(None)
             )
-        ).rowcount
-        if changed and d.keep:
-            kept += 1
-        elif changed:
-            dropped.append(d.trace_id)
+        ).all()
+    )
+    valid = [d for d in decisions if undecided.get(d.trace_id) == d.seen_ns]
+    if not valid:
+        return 0
+    conn.execute(
+        update(t.trace_sampling)
+        .where(s.trace_id == bindparam("b_trace"))
+        .values(
+            sampled=bindparam("b_sampled"),
+            sticky=bindparam("b_sticky"),
+            kept_because=bindparam("b_because"),
+            skeleton=case((bindparam("b_keep") == 1, null()), else_=s.skeleton),
+        ),
+        [
+            {
+                "b_trace": d.trace_id,
+                "b_sampled": KEPT if d.keep else DROPPED,
+                "b_sticky": int(d.sticky),
+                "b_because": json.dumps(d.kept_because) if d.keep else None,
+                "b_keep": int(d.keep),
+            }
+            for d in valid
+        ],
+    )
+    dropped = [d.trace_id for d in valid if not d.keep]
     spans = freed = 0
     if dropped:
         freed = int(
@@ -163,9 +179,8 @@ def apply(conn: Connection, decisions: Sequence[Decision]) -> int:
         )
         spans = conn.execute(t.spans.delete().where(t.spans.c.trace_id.in_(dropped))).rowcount
         conn.execute(t.span_payloads.delete().where(t.span_payloads.c.trace_id.in_(dropped)))
-    if kept or dropped:
-        _count(conn, kept, len(dropped), spans, freed)
-    return kept + len(dropped)
+    _count(conn, len(valid) - len(dropped), len(dropped), spans, freed)
+    return len(valid)
 
 
 def _count(conn: Connection, kept: int, dropped: int, spans: int, freed: int) -> None:
