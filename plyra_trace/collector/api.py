@@ -243,7 +243,7 @@ async def trace_flamegraph(request: Request) -> JSON:
     weight = _weight(request)
     spans = await _call(_runtime(request).storage.trace_spans, [trace_id])
     if not spans:
-        return JSON({"error": "trace not found"}, status_code=404)
+        return JSON({"error": "no spans: unknown trace, or sampled out"}, status_code=404)
     return JSON(flamegraph(spans, weight))
 
 
@@ -365,6 +365,13 @@ async def health(request: Request) -> JSON:
     )
 
 
+async def sampling(request: Request) -> JSON:
+    """The active tail-sampling policy and kept, dropped and pending counts, with bytes freed."""
+    runtime = _runtime(request)
+    stats = await _call(runtime.storage.sampling_stats)
+    return JSON({"policy": runtime.config.sampling.describe(), **stats})
+
+
 async def stream(request: Request) -> StreamingResponse:
     """Server-Sent Events: ``ready``, then ``update`` events (spans committed, the latest
     summary of each changed trace and edge), at most one per the broadcaster's interval."""
@@ -408,5 +415,6 @@ ROUTES: Final = [
     Route("/api/v1/sessions/{session_id}/guards", session_guards),
     Route("/api/v1/guards", guards),
     Route("/api/v1/facets", facets),
+    Route("/api/v1/sampling", sampling),
     Route("/api/v1/stream", stream),
 ]

@@ -21,6 +21,7 @@ from plyra_trace.collector.model import (
     TraceFilter,
     WriteResult,
 )
+from plyra_trace.collector.sampling.decide import Decision, TraceFacts
 
 
 class Storage(Protocol):
@@ -120,6 +121,30 @@ class Storage(Protocol):
     def watch(self, on_write: Callable[[WriteResult], None]) -> None:
         """Call ``on_write`` (on a background thread) for writes other processes committed to
         this store, so every replica's live stream shows every replica's spans."""
+        ...
+
+    # --- tail sampling (plyra_trace.collector.sampling decides; the store only keeps state) ---
+    def enable_sampling(self) -> None:
+        """From now on, traces seen for the first time wait for a sampling decision."""
+        ...
+
+    def pending_decisions(self, now_ns: int, wait_ns: int, limit: int) -> list[TraceFacts]:
+        """Undecided traces whose last span was stored at least ``wait_ns`` before ``now_ns``,
+        oldest first, with the facts the decision reads."""
+        ...
+
+    def sticky_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Those of ``session_ids`` that hold a trace kept for a problem."""
+        ...
+
+    def apply_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Record decisions in one transaction; a dropped trace loses its span rows and payloads
+        (keeping summary, usage, handoffs and a skeleton). A decision whose trace received a span
+        since ``seen_ns`` (or was decided elsewhere) is skipped. Returns how many were applied."""
+        ...
+
+    def sampling_stats(self) -> Row:
+        """Counts of kept, dropped and pending traces, spans dropped and bytes freed (estimate)."""
         ...
 
     def count_spans(self) -> int:

@@ -36,7 +36,13 @@ def _v3(conn: Connection) -> None:
     t.guards.create(conn, checkfirst=True)
 
 
-STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3))
+def _v4(conn: Connection) -> None:
+    """Tail sampling: per-trace sampling state and the decision counts."""
+    for table in (t.trace_sampling, t.sampling_stats):
+        table.create(conn, checkfirst=True)
+
+
+STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3), (4, _v4))
 """(version reached, step) in order; version 1 is the 0.3.0 layout."""
 LATEST: Final = STEPS[-1][0]
 

@@ -31,7 +31,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from plyra_trace.collector.guards import bucket_ns
 from plyra_trace.collector.model import CostDimension, GuardFilter, Page, Row, TraceFilter
-from plyra_trace.collector.storage import StorageUnavailable
+from plyra_trace.collector.sampling.decide import TraceFacts
+from plyra_trace.collector.storage import StorageUnavailable, _sampling
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.storage._dialect import (
     day_label,
@@ -44,7 +45,25 @@ from plyra_trace.collector.storage._dialect import (
 
 _TRACE_DIMENSIONS: Final = {"session": "session_id", "user": "user_id", "trace": "trace_id"}
 _HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
-_RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.guards, t.traces)
+_RETENTION_TABLES: Final = (
+    t.spans,
+    t.span_payloads,
+    t.handoffs,
+    t.usage,
+    t.guards,
+    t.trace_sampling,
+    t.traces,
+)
+_SAMPLED: Final = t.traces.outerjoin(
+    t.trace_sampling, t.trace_sampling.c.trace_id == t.traces.c.trace_id
+)
+"""Traces with their tail-sampling state (none for traces stored while sampling was off)."""
+_WITH_SAMPLING: Final = (
+    t.traces,
+    t.trace_sampling.c.trace_id.is_not(None).label("tracked"),
+    t.trace_sampling.c.sampled,
+    t.trace_sampling.c.kept_because,
+)
 _RECENT_TRACES: Final = 5  # trace ids listed per Guards row
 
 
@@ -94,6 +113,13 @@ def _uses(column: Any, value: str) -> ColumnElement[bool]:
 
 def _trace_row(row: Row) -> Row:
     row["complete"] = bool(row["complete"])
+    if "tracked" in row:
+        # Untracked traces (stored while sampling was off) are kept; tracked ones say their
+        # decision: True kept, False spans sampled out, None pending.
+        sampled = row.pop("sampled")
+        row["sampled"] = None if row.pop("tracked") and sampled is None else sampled != 0
+        reasons = row.pop("kept_because")
+        row["kept_because"] = json.loads(reasons) if reasons else None
     return row
 
 
@@ -167,7 +193,8 @@ class SqlReads:
             start, key = decode_cursor(cursor)
             clauses.append(or_(tr.start_ns < start, and_(tr.start_ns == start, tr.trace_id < key)))
         statement = (
-            select(t.traces)
+            select(*_WITH_SAMPLING)
+            .select_from(_SAMPLED)
             .where(*clauses)
             .order_by(tr.start_ns.desc(), tr.trace_id.desc())
             .limit(limit + 1)
@@ -177,7 +204,9 @@ class SqlReads:
 
     def get_trace(self, trace_id: str) -> Row | None:
         """Summary plus every span (hot columns and attributes), ordered by start time."""
-        found = self._rows(select(t.traces).where(t.traces.c.trace_id == trace_id))
+        found = self._rows(
+            select(*_WITH_SAMPLING).select_from(_SAMPLED).where(t.traces.c.trace_id == trace_id)
+        )
         if not found:
             return None
         trace = _trace_row(found[0])
@@ -569,6 +598,32 @@ class SqlReads:
             return []
         statement = select(t.traces).where(t.traces.c.trace_id.in_(list(trace_ids)))
         return [_trace_row(r) for r in self._rows(statement)]
+
+    # --- tail sampling (the decision: plyra_trace.collector.sampling) ---------------------------
+    sample_new = False
+    """Whether traces seen for the first time wait for a sampling decision (the writes read it)."""
+
+    def enable_sampling(self) -> None:
+        """From now on, traces seen for the first time wait for a sampling decision."""
+        self.sample_new = True
+
+    def pending_decisions(self, now_ns: int, wait_ns: int, limit: int) -> list[TraceFacts]:
+        """Undecided traces whose last span was stored ``wait_ns`` before ``now_ns``."""
+        rows = self._rows(_sampling.pending_statement(now_ns, wait_ns, limit))
+        return [_sampling.facts(row) for row in rows]
+
+    def sticky_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Sessions among ``session_ids`` holding a trace kept for a problem."""
+        if not session_ids:
+            return set()
+        rows = self._rows(_sampling.sticky_statement(sorted(set(session_ids))))
+        return {row["session_id"] for row in rows}
+
+    def sampling_stats(self) -> Row:
+        """Kept, dropped and pending traces, spans dropped and bytes freed (estimate)."""
+        found = self._rows(_sampling.stats_statement())
+        stats = found[0] if found else _sampling.empty_stats()
+        return {**stats, **self._rows(_sampling.pending_statement_count())[0]}
 
     # --- retention ----------------------------------------------------------------------------
     def _expired_ids(self, conn: Connection, cutoff_ns: int, max_traces: int) -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -215,6 +216,42 @@ api_keys: Final = Table(
     _int("revoked_ns"),
 )
 
+trace_sampling: Final = Table(
+    "trace_sampling",
+    metadata,
+    Column("trace_id", Text, primary_key=True),
+    Column("sampled", Integer),
+    Column("sticky", Integer, nullable=False),
+    _text("kept_because"),
+    _text("marks", False),
+    _int("seen_ns", False),
+    _int("span_bytes", False),
+    Column("skeleton", LargeBinary),
+)
+"""Tail sampling state of each trace first seen while sampling was on (``docs/sampling.md``):
+``sampled`` NULL (pending), 1 (kept) or 0 (spans dropped; ``skeleton`` keeps the columns its
+summary is derived from, until a decision keeps the trace), ``sticky`` (kept for a problem: its
+session's later traces are kept too), ``kept_because`` and ``marks`` (JSON lists of reasons),
+``seen_ns`` (when its latest span was stored) and ``span_bytes`` (estimated size of its spans).
+Traces without a row are kept."""
+Index(
+    "trace_sampling_due",
+    trace_sampling.c.seen_ns,
+    sqlite_where=trace_sampling.c.sampled.is_(None),
+    postgresql_where=trace_sampling.c.sampled.is_(None),
+)
+
+sampling_stats: Final = Table(
+    "sampling_stats",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    _int("kept", False),
+    _int("dropped", False),
+    _int("spans_dropped", False),
+    _int("bytes_saved", False),
+)
+"""One row (id 1): decisions taken since sampling started and the bytes they freed (estimate)."""
+
 plyra_meta: Final = Table(
     "plyra_meta",
     metadata,
@@ -229,6 +266,7 @@ TRACE_COLUMNS: Final = tuple(c.name for c in traces.columns)
 USAGE_COLUMNS: Final = tuple(c.name for c in usage.columns)
 HANDOFF_COLUMNS: Final = tuple(c.name for c in handoffs.columns)
 GUARD_COLUMNS: Final = tuple(c.name for c in guards.columns)
+SAMPLING_COLUMNS: Final = tuple(c.name for c in trace_sampling.columns)
 DERIVE_COLUMNS: Final = (
     "trace_id",
     "span_id",

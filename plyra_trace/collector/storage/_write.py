@@ -18,6 +18,8 @@ from sqlalchemy import Table
 
 from plyra_trace.collector.guards import decision
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
+from plyra_trace.collector.sampling import skeleton
+from plyra_trace.collector.storage import _sampling
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.summary import TraceDerivation, derive
 
@@ -76,18 +78,32 @@ class KnownResources:
         self.pending = set()
 
 
-def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
-    """Store ``spans`` and refresh their traces; the caller commits."""
+def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = False) -> WriteResult:
+    """Store ``spans`` and refresh their traces; the caller commits. With ``sampling``, traces
+    seen for the first time wait for a tail-sampling decision (``_sampling``)."""
     by_trace: dict[str, dict[str, SpanRecord]] = {}
     for span in spans:
         by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
     trace_ids = sorted(by_trace)
     ops.lock(trace_ids)
     known = {r["trace_id"] for r in ops.select(t.traces, ("trace_id",), trace_ids)}
+    states = (
+        {
+            r["trace_id"]: r
+            for r in ops.select(t.trace_sampling, _sampling.STATE_COLUMNS, sorted(known))
+        }
+        if known
+        else {}
+    )
+    # Spans of a trace whose spans were sampled out follow the decision: not stored, but its
+    # summary, usage and handoffs are derived again from its skeleton plus them.
+    dropped = {i for i, state in states.items() if state["sampled"] == _sampling.DROPPED}
     derived: dict[str, TraceDerivation] = {}
+    inputs: dict[str, list[Row]] = {}  # what each trace was derived from (its skeleton)
     for trace_id, records in by_trace.items():
         if trace_id not in known:
-            derived[trace_id] = derive(trace_id, [_derive_row(r) for r in records.values()])
+            inputs[trace_id] = [_derive_row(r) for r in records.values()]
+            derived[trace_id] = derive(trace_id, inputs[trace_id])
             agents = derived[trace_id].agents
             for record in records.values():
                 record.agent_effective = agents.get(record.span_id, record.agent)
@@ -96,6 +112,8 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     again: list[tuple[Any, ...]] = []
     payloads: list[tuple[Any, ...]] = []
     for trace_id, records in by_trace.items():
+        if trace_id in dropped:
+            continue
         rows = again if trace_id in known else fresh
         for s in records.values():
             rows.append(_span_values(s, resources.id_of(s)))
@@ -107,14 +125,17 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
     ops.put(t.span_payloads, payloads, "replace")
     decisions = [decision(s) for records in by_trace.values() for s in records.values()]
     ops.put(t.guards, [[d[c] for c in t.GUARD_COLUMNS] for d in decisions if d], "replace")
+    if dropped:
+        _derive_dropped(ops, {i: by_trace[i] for i in sorted(dropped)}, derived, inputs)
     old_edges: set[tuple[str, str, str]] = set()
     if known:
         ordered = sorted(known)
         grouped: dict[str, list[Row]] = {}
-        for row in ops.select(t.spans, t.DERIVE_COLUMNS, ordered):
+        for row in ops.select(t.spans, t.DERIVE_COLUMNS, sorted(known - dropped)):
             grouped.setdefault(row["trace_id"], []).append(row)
         updates: list[tuple[str | None, str, str, int]] = []
         for trace_id, trace_rows in grouped.items():
+            inputs[trace_id] = trace_rows
             derived[trace_id] = derive(trace_id, trace_rows)
             agents = derived[trace_id].agents
             for row in trace_rows:
@@ -142,11 +163,31 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
         [[u[c] for c in t.USAGE_COLUMNS] for d in derived.values() for u in d.usage],
         "none",
     )
+    tracked = _sampling.tracked_rows(by_trace, known, states, inputs, sampling)
+    ops.put(t.trace_sampling, tracked, "replace")
     return WriteResult(
         spans=len(spans),
         traces=[d.summary for d in derived.values()],
         edges=_touched_edges(handoffs, old_edges),
     )
+
+
+def _derive_dropped(
+    ops: WriteOps,
+    by_trace: dict[str, dict[str, SpanRecord]],
+    derived: dict[str, TraceDerivation],
+    inputs: dict[str, list[Row]],
+) -> None:
+    """Derive sampled-out traces from their skeletons plus the new spans."""
+    skeletons = {
+        r["trace_id"]: r["skeleton"]
+        for r in ops.select(t.trace_sampling, ("trace_id", "skeleton"), list(by_trace))
+    }
+    for trace_id, records in by_trace.items():
+        inputs[trace_id] = skeleton.merge(
+            skeleton.unpack(skeletons.get(trace_id)), [_derive_row(r) for r in records.values()]
+        )
+        derived[trace_id] = derive(trace_id, inputs[trace_id])
 
 
 def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:

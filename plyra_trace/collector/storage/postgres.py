@@ -26,7 +26,8 @@ from sqlalchemy import Table, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
 
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
-from plyra_trace.collector.storage import StorageUnavailable, mask_url
+from plyra_trace.collector.sampling.decide import Decision
+from plyra_trace.collector.storage import StorageUnavailable, _sampling, mask_url
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads, is_connection_error
@@ -46,6 +47,7 @@ _KEYS: Final = {
     "handoffs": ("trace_id", "span_id"),
     "guards": ("trace_id", "span_id"),
     "resources": ("resource_id",),
+    "trace_sampling": ("trace_id",),
 }
 
 
@@ -112,7 +114,7 @@ class PostgresStorage(SqlReads):
             try:
                 with self._transaction() as conn:
                     cursor = _raw(conn).cursor(row_factory=dict_row)
-                    result = write_batch(_PgOps(self._resources, cursor), spans)
+                    result = write_batch(_PgOps(self._resources, cursor), spans, self.sample_new)
                     ids = [trace["trace_id"] for trace in result.traces[:_NOTIFY_IDS]]
                     payload = json.dumps({"o": self._origin, "n": result.spans, "t": ids})
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
@@ -127,6 +129,15 @@ class PostgresStorage(SqlReads):
                 with self._days_lock:
                     self._days.clear()
         raise AssertionError("unreachable")
+
+    def apply_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Record sampling decisions under the same per-trace locks as writes, so a decision and
+        a span of its trace arriving at another replica serialise."""
+        if not decisions:
+            return 0
+        with self._transaction() as conn:
+            _PgOps(self._resources, _raw(conn).cursor()).lock(sorted(d.trace_id for d in decisions))
+            return _sampling.apply(conn, decisions)
 
     def _ensure_days(self, days: set[int]) -> None:
         with self._days_lock:

@@ -183,13 +183,48 @@ function table(headers, rows, cls = "") {
   return el("table", { class: `grid ${cls}` }, el("thead", null, el("tr", null, headers.map(th))), el("tbody", null, rows));
 }
 
+// ---- tail sampling (docs/sampling.md) -------------------------------------------------------------
+const SAMPLED_OUT = "spans not kept by tail sampling; the summary, tokens and cost are exact";
+/** A marker for a trace whose spans were sampled out, or why a sampled trace was kept. */
+function samplingMark(t) {
+  if (t.sampled === false) return el("span", { class: "sampled-out", title: SAMPLED_OUT }, "sampled out");
+  if (t.kept_because && t.kept_because.length) return el("span", { class: "kept-because", title: "kept by tail sampling because" }, `kept: ${t.kept_because.join(", ")}`);
+  return null;
+}
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = Math.max(0, n || 0);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+/** Kept, dropped and pending counts and the storage freed; empty while sampling never ran. */
+async function samplingPanel() {
+  const s = await api("/api/v1/sampling");
+  if (!s.policy.active && !s.kept && !s.dropped && !s.pending) return null;
+  const rate = s.policy.active ? `ordinary traces kept at ${s.policy.sample_rate}` : "sampling off";
+  return el(
+    "div",
+    { class: "sampling-panel", "aria-label": "tail sampling" },
+    el("strong", null, "Tail sampling"),
+    el("span", null, rate),
+    el("span", { dataset: { count: "kept" } }, `${fmtInt(s.kept)} kept`),
+    el("span", { dataset: { count: "dropped" } }, `${fmtInt(s.dropped)} sampled out`),
+    el("span", { dataset: { count: "pending" } }, `${fmtInt(s.pending)} deciding`),
+    el("span", { title: "estimate of span rows and payloads removed" }, `${fmtBytes(s.bytes_saved)} saved`),
+  );
+}
+
 function traceRow(t) {
   const open = () => (window.location.hash = href(`/trace/${t.trace_id}`));
   return el(
     "tr",
-    { class: `clickable${t.status === "error" ? " error" : ""}`, dataset: { traceId: t.trace_id }, on: { click: (e) => { if (e.target.tagName !== "A") open(); } } },
+    { class: `clickable${t.status === "error" ? " error" : ""}`, dataset: { traceId: t.trace_id, sampled: String(t.sampled) }, on: { click: (e) => { if (e.target.tagName !== "A") open(); } } },
     el("td", { class: "nowrap" }, fmtTime(t.start_ns)),
-    el("td", null, link(`/trace/${t.trace_id}`, null, t.root_name), t.complete ? null : el("span", { class: "muted", title: "root span not received yet" }, " (partial)")),
+    el("td", null, link(`/trace/${t.trace_id}`, null, t.root_name), t.complete ? null : el("span", { class: "muted", title: "root span not received yet" }, " (partial)"), t.sampled === false ? samplingMark(t) : null),
     el("td", null, statusBadge(t.status)),
     el("td", { class: "num" }, fmtDuration(t.duration_ns)),
     el("td", { class: "num" }, fmtInt(t.span_count)),
@@ -218,7 +253,8 @@ async function tracesPage(_parts, params) {
   const tbody = el("tbody");
   const more = el("button", { type: "button", class: "more", hidden: true }, "Load more");
   const count = el("span", { class: "muted" });
-  view.append(el("h1", null, "Traces ", count), form, el("table", { class: "grid traces" }, el("thead", null, el("tr", null, TRACE_HEADERS.map(th))), tbody), more);
+  const sampling = el("div");
+  view.append(el("h1", null, "Traces ", count), sampling, form, el("table", { class: "grid traces" }, el("thead", null, el("tr", null, TRACE_HEADERS.map(th))), tbody), more);
 
   let cursor = null;
   function filters() {
@@ -238,6 +274,8 @@ async function tracesPage(_parts, params) {
     more.hidden = !cursor;
     count.textContent = `${tbody.children.length}${cursor ? "+" : ""}`;
     if (!tbody.children.length) tbody.append(el("tr", null, el("td", { colspan: "9", class: "muted" }, "No traces yet. Point plyra_trace.init(endpoint=...) at this collector.")));
+    clear(sampling);
+    append(sampling, [await samplingPanel()]);
   }
   more.addEventListener("click", () => load(true));
   await load();
@@ -266,7 +304,13 @@ async function tracePage(parts, params) {
     trace.user_id ? el("span", null, `user ${trace.user_id}`) : null,
     tags(trace.agents, "agent-tag"),
     tags(trace.services, "svc"),
+    samplingMark(trace),
   );
+  if (trace.sampled === false) {
+    const note = "The span details of this trace were sampled out by the collector's tail sampling. Its summary, tokens and cost above are exact; the agents graph and cost pages count it.";
+    view.append(el("h1", { class: "trace-title" }, trace.root_name), summary, el("p", { class: "sampled-note" }, note));
+    return;
+  }
   const tabs = el(
     "div",
     { class: "tabs", role: "tablist" },
