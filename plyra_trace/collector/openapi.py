@@ -173,11 +173,20 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "TraceSummary": _fields(
         "trace_id:str root_span_id:str? root_name:str root_service:str? complete:bool"
         f" project:str? services:strs agents:strs span_count:int error_count:int {_USAGE}"
-        f" unpriced_count:int {_TIMING} session_id:str? user_id:str?",
+        f" unpriced_count:int {_TIMING} session_id:str? user_id:str? sampled:bool?",
         "trace_id root_name status start_ns end_ns duration_ns span_count",
+        kept_because={
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "why tail sampling kept the trace's spans (e.g. error, guard:block)",
+        },
         status={"type": "string", "enum": list(api.STATUSES)},
     ),
     "TracePage": _page_of("TraceSummary"),
+    "Sampling": _fields(
+        "policy:obj kept:int dropped:int pending:int spans_dropped:int bytes_saved:int",
+        "policy kept dropped pending spans_dropped bytes_saved",
+    ),
     "Span": _fields(
         f"trace_id:str span_id:str parent_id:str? name:str kind:str otel_kind:str service:str"
         f" {_TIMING} agent:str? model:str? {_USAGE} attributes:obj depth:int order:int",
@@ -411,6 +420,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         [path_text("session_id", "Session id"), *page(50)], ok("SessionTraces"), errors("400")
     ),
     ("GET", "/api/v1/facets"): Operation(window(), ok("Facets"), errors("400")),
+    ("GET", "/api/v1/sampling"): Operation([], ok("Sampling")),
     ("GET", "/api/v1/guards"): Operation(
         [
             text("project", "Project"),
