@@ -136,3 +136,28 @@ def test_the_otlp_exporter_waits_as_retry_after_says(busy: int):
         status = handle.status()
         assert (status.exported_spans, status.failed_exports) == (3, 0)
         handle.shutdown()
+
+
+def test_a_forked_child_keeps_its_own_books_even_if_the_parent_held_their_lock():
+    import os
+    import signal
+
+    handle = plyra_trace.init("forking", exporter=SlowExporter(), console=False)
+    burst(20)
+    assert handle.force_flush()
+    health = handle._health
+    with health._lock:  # as the export thread may hold it at the moment of a fork
+        pid = os.fork()
+        if pid == 0:  # the child: its books start empty and its lock is free
+            status = handle.status()
+            os._exit(0 if (status.exported_spans, status.queued_spans) == (0, 0) else 3)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the child deadlocked on the export books' lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert handle.status().exported_spans == 20  # the parent's books are untouched
+    handle.shutdown()
