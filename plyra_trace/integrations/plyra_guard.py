@@ -65,8 +65,21 @@ _MAX_PENDING: Final = 1024  # evaluations whose audit entry has not been written
 _lock = threading.Lock()
 
 
+_VERDICT_NAMES: dict[Any, str] = {}  # Verdict member -> its name (a handful of members)
+
+
 def _verdict(value: Any) -> str:
-    return str(getattr(value, "value", value)).upper()
+    """``Verdict.BLOCK`` -> ``BLOCK`` (cached: this runs for every evaluator of every call)."""
+    try:
+        return _VERDICT_NAMES[value]
+    except (KeyError, TypeError):
+        name = str(getattr(value, "value", value)).upper()
+        if len(_VERDICT_NAMES) < 64:
+            try:
+                _VERDICT_NAMES[value] = name
+            except TypeError:
+                pass
+        return name
 
 
 def _decision(
