@@ -196,7 +196,14 @@ def _filter(request: Request) -> TraceFilter:
         min_duration_ns=_clamp_ns(min_ms * 1e6) if min_ms is not None else None,
         min_cost=_float(request, "min_cost"),
         text=(_param(request, "q") or "")[:200] or None,
+        running=_flag(request, "running"),
+        abandoned=_flag(request, "abandoned"),
     )
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    value = _choice(request, name, ("true", "false"), None)
+    return None if value is None else value == "true"
 
 
 async def list_traces(request: Request) -> JSON:

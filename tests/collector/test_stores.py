@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from plyra_trace.__main__ import main
+from plyra_trace.collector.storage._migrate import LATEST
 from tests.collector.conftest import make_request, make_span, start_collector, stop_collector, tid
 
 DATA = Path(__file__).parent / "data"
@@ -94,7 +95,7 @@ def test_a_0_3_0_database_opens_with_everything_intact(tmp_path):
     finally:
         stop_collector(running)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,)
         keys = dict(conn.execute("SELECT key_id, revoked_ns IS NULL FROM api_keys").fetchall())
         assert keys == {"abc123def456": 1, "0123456789ab": 0}
         stored = conn.execute("SELECT secret_hash FROM api_keys WHERE key_id = 'abc123def456'")

@@ -31,7 +31,12 @@ def _v2(conn: Connection) -> None:
     t.plyra_meta.create(conn, checkfirst=True)
 
 
-STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2),)
+def _v3(conn: Connection) -> None:
+    """Live spans: the table of spans still running."""
+    t.live_spans.create(conn, checkfirst=True)
+
+
+STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3))
 """(version reached, step) in order; version 1 is the 0.3.0 layout."""
 LATEST: Final = STEPS[-1][0]
 

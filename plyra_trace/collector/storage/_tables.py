@@ -1,10 +1,11 @@
 """The collector's tables, defined once for both stores (SQLAlchemy Core).
 
 Hot span rows, cold span payloads, resources, trace summaries, handoff edges, a usage roll-up per
-trace, API keys and a one-row metadata table holding the schema version. PostgreSQL differences
-live here as dialect options: span rows and payloads are range-partitioned by day on ``start_ns``
-(so retention drops whole partitions), attributes are JSONB. On SQLite the same tables match the
-0.3.0 file layout, so an old file only gains what later versions added (see ``_migrate``).
+trace, API keys, running spans and a one-row metadata table holding the schema version.
+PostgreSQL differences live here as dialect options: span rows and payloads are range-partitioned
+by day on ``start_ns`` (so retention drops whole partitions), attributes are JSONB. On SQLite the
+same tables match the 0.3.0 file layout, so an old file only gains what later versions added (see
+``_migrate``).
 """
 
 from __future__ import annotations
@@ -196,6 +197,22 @@ api_keys: Final = Table(
     _int("revoked_ns"),
 )
 
+live_spans: Final = Table(
+    "live_spans",
+    metadata,
+    *(column._copy() for column in spans.columns),
+    _text("input_value"),
+    _text("input_mime"),
+    _int("last_seen_ns", False),
+    _int("deadline_ns", False),
+    PrimaryKeyConstraint("trace_id", "span_id"),
+    sqlite_with_rowid=False,
+)
+"""Spans still running (live records): the span columns (``end_ns`` = ``start_ns`` until they
+end), the input known at start, when the last record arrived, and when the span counts as
+abandoned (its sender's heartbeats stopped). A finished span deletes its row. Not partitioned."""
+Index("live_spans_deadline", live_spans.c.deadline_ns)
+
 plyra_meta: Final = Table(
     "plyra_meta",
     metadata,
@@ -209,6 +226,7 @@ SPAN_COLUMNS: Final = tuple(c.name for c in spans.columns)
 TRACE_COLUMNS: Final = tuple(c.name for c in traces.columns)
 USAGE_COLUMNS: Final = tuple(c.name for c in usage.columns)
 HANDOFF_COLUMNS: Final = tuple(c.name for c in handoffs.columns)
+LIVE_COLUMNS: Final = tuple(c.name for c in live_spans.columns)
 DERIVE_COLUMNS: Final = (
     "trace_id",
     "span_id",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any, Final, Literal, Protocol
 
@@ -52,16 +53,23 @@ class WriteOps(Protocol):
 
 
 def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
-    """Store ``spans`` and refresh their traces; the caller commits."""
+    """Store ``spans`` (finished spans and live records of running ones) and refresh their
+    traces; the caller commits."""
     by_trace: dict[str, dict[str, SpanRecord]] = {}
+    running: dict[tuple[str, str], SpanRecord] = {}
     for span in spans:
-        by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
-    trace_ids = sorted(by_trace)
+        if span.running:
+            running[(span.trace_id, span.span_id)] = span
+        else:
+            by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
+    running = {k: r for k, r in running.items() if k[1] not in by_trace.get(k[0], ())}
+    running_traces = {trace_id for trace_id, _ in running}
+    trace_ids = sorted({*by_trace, *running_traces})
     ops.lock(trace_ids)
     known = {r["trace_id"] for r in ops.select(t.traces, ("trace_id",), trace_ids)}
     derived: dict[str, TraceDerivation] = {}
     for trace_id, records in by_trace.items():
-        if trace_id not in known:
+        if trace_id not in known and trace_id not in running_traces:
             derived[trace_id] = derive(trace_id, [_derive_row(r) for r in records.values()])
             agents = derived[trace_id].agents
             for record in records.values():
@@ -78,21 +86,29 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
                 payloads.append(_payload_values(s))
     ops.put(t.spans, fresh, "none")
     ops.put(t.spans, again, "replace")
+    maybe_live = [i for i in trace_ids if i in known or i in running_traces]
+    live = _LiveRows(ops, by_trace, running, maybe_live, resources)
     ops.put(t.resources, list(resources.new.items()), "ignore")
     ops.put(t.span_payloads, payloads, "replace")
     old_edges: set[tuple[str, str, str]] = set()
-    if known:
-        ordered = sorted(known)
+    rederive = sorted({i for i in by_trace if i not in derived} | live.started)
+    if rederive:
+        ordered = rederive
         grouped: dict[str, list[Row]] = {}
         for row in ops.select(t.spans, t.DERIVE_COLUMNS, ordered):
             grouped.setdefault(row["trace_id"], []).append(row)
+        for trace_id, live_rows in live.by_trace(ordered).items():
+            grouped.setdefault(trace_id, []).extend(live_rows)
         updates: list[tuple[str | None, str, str, int]] = []
         for trace_id, trace_rows in grouped.items():
-            derived[trace_id] = derive(trace_id, trace_rows)
+            derived[trace_id] = derive(trace_id, trace_rows, live.ids(trace_id))
             agents = derived[trace_id].agents
             for row in trace_rows:
                 agent = agents.get(row["span_id"], row["own_agent"])
-                if agent != row["agent"]:
+                if row.get("last_seen_ns") is not None:
+                    row["agent"] = agent  # a live row: written back below
+                    live.changed.add(trace_id)
+                elif agent != row["agent"]:
                     updates.append((agent, trace_id, row["span_id"], row["start_ns"]))
         old_edges = {
             (h["from_agent"], h["to_agent"], h["protocol"])
@@ -102,6 +118,7 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
         ops.delete(t.usage, ordered)
         if updates:
             ops.set_agents(updates)
+    live.store()
     ops.put(t.traces, [_summary_values(d.summary) for d in derived.values()], "replace")
     handoffs = [h for d in derived.values() for h in d.handoffs]
     ops.put(t.handoffs, [[h[c] for c in t.HANDOFF_COLUMNS] for h in handoffs], "none")
@@ -115,6 +132,97 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord]) -> WriteResult:
         traces=[d.summary for d in derived.values()],
         edges=_touched_edges(handoffs, old_edges),
     )
+
+
+MISSED_BEATS: Final = 3
+"""A running span whose sender missed this many heartbeats counts as abandoned."""
+_DEFAULT_BEAT_NS: Final = 5 * 10**9
+_BEAT_RANGE_NS: Final = (10**8, 3600 * 10**9)
+
+
+class _LiveRows:
+    """The live rows of a batch's traces, merged in memory and written back: a finished span
+    (in the batch or stored) drops its row and any late record for it, so the finished span
+    always wins; a repeated record refreshes its row; a new one marks its trace ``started``."""
+
+    def __init__(
+        self,
+        ops: WriteOps,
+        finished: dict[str, dict[str, SpanRecord]],
+        records: dict[tuple[str, str], SpanRecord],
+        trace_ids: Sequence[str],
+        resources: _Resources,
+    ) -> None:
+        self._ops = ops
+        self.started: set[str] = set()
+        self.changed: set[str] = set()
+        self.rows: dict[tuple[str, str], Row] = {}
+        if not trace_ids:
+            return
+        for row in ops.select(t.live_spans, t.LIVE_COLUMNS, trace_ids):
+            key = (row["trace_id"], row["span_id"])
+            if key[1] in finished.get(key[0], ()):
+                self.changed.add(key[0])
+            else:
+                self.rows[key] = row
+        new = sorted({k[0] for k in records if k not in self.rows})
+        ended = (
+            {(r["trace_id"], r["span_id"]) for r in ops.select(t.spans, _KEY, new)}
+            if new
+            else set()
+        )
+        now = time.time_ns()
+        for key, record in records.items():
+            if key in ended:
+                continue  # a late or repeated record of a span that has ended
+            if key not in self.rows:
+                self.started.add(key[0])
+            beat = min(
+                max(record.heartbeat_ns or _DEFAULT_BEAT_NS, _BEAT_RANGE_NS[0]), _BEAT_RANGE_NS[1]
+            )
+            self.rows[key] = {
+                **dict(
+                    zip(t.SPAN_COLUMNS, _span_values(record, resources.id_of(record)), strict=True)
+                ),
+                "attributes": record.attributes,
+                "input_value": record.input_value,
+                "input_mime": record.input_mime,
+                "last_seen_ns": now,
+                "deadline_ns": now + MISSED_BEATS * beat,
+            }
+            self.changed.add(key[0])
+
+    def by_trace(self, trace_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Live rows of these traces (for deriving their summaries)."""
+        wanted = set(trace_ids)
+        grouped: dict[str, list[Row]] = {}
+        for (trace_id, _), row in self.rows.items():
+            if trace_id in wanted:
+                grouped.setdefault(trace_id, []).append(row)
+        return grouped
+
+    def ids(self, trace_id: str) -> set[str]:
+        """Span ids of the trace's running spans."""
+        return {span_id for (tid, span_id) in self.rows if tid == trace_id}
+
+    def store(self) -> None:
+        """Write back the live rows of every trace they changed in (delete + put)."""
+        if not self.changed:
+            return
+        changed = sorted(self.changed)
+        self._ops.delete(t.live_spans, changed)
+        rows = []
+        for (trace_id, _), row in self.rows.items():
+            if trace_id in self.changed:
+                attributes = row["attributes"]
+                row["attributes"] = (
+                    attributes if isinstance(attributes, str) else ENCODE(attributes)
+                )
+                rows.append([row[c] for c in t.LIVE_COLUMNS])
+        self._ops.put(t.live_spans, rows, "none")
+
+
+_KEY: Final = ("trace_id", "span_id")
 
 
 def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:
