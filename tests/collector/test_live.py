@@ -159,26 +159,26 @@ def test_a_span_whose_heartbeats_stop_is_abandoned(collector):
 
 
 def test_the_live_stream_announces_starts(collector):
-    events: list[tuple[str, dict[str, Any]]] = []
+    updates: list[dict[str, Any]] = []
     ready, done = threading.Event(), threading.Event()
 
     def listen() -> None:
         for kind, data in sse_events(collector.url, timeout=10):
             if kind == "ready":
                 ready.set()
-                continue
-            events.append((kind, data))
-            if kind == "trace":
+            elif kind == "update" and data["traces"]:
+                updates.append(data)
                 done.set()
                 return
 
     threading.Thread(target=listen, daemon=True).start()
     assert ready.wait(5)
-    post_live(collector, live_span(740, 1, "long agent"))
+    post_live(collector, live_span(740, 1, "long agent"), live_span(740, 2, "step", parent=1))
     assert done.wait(5)
-    (_, spans), (_, trace) = events
-    assert spans["spans"][0]["running"] is True and spans["spans"][0]["end_ns"] is None
-    assert trace["trace_id"] == tid(740) and trace["running"] is True
+    (trace,) = updates[0]["traces"]
+    assert trace["trace_id"] == tid(740) and trace["root_name"] == "long agent"
+    assert trace["running"] is True and trace["running_spans"] == 2
+    assert trace["span_count"] == 0
 
 
 def test_live_records_need_a_key_where_traces_do_and_bad_bodies_are_refused(tmp_path):
