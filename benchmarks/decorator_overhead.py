@@ -15,7 +15,8 @@ Two baselines:
   that goes through the same pipeline. Targets: <= 1.4x and <= 1.5x.
 
 Also reported: @agent against the same span written by hand (same attributes, json.dumps for
-input and output), and what session/user/metadata/tags blocks around a call add (<= +10%).
+input and output), what session/user/metadata/tags blocks around a call add (<= +10%), and what
+live spans add to a call that ends before ``live_delay`` (a plyra collector identified; <= +5%).
 
 Run: uv run python benchmarks/decorator_overhead.py [--calls N] [--rounds N]
 """
@@ -225,7 +226,35 @@ def main() -> None:
     entering = ratio(times, "@agent entering the 4 blocks per call", "@agent (capture on)") - 1
     print(f"{'context managers around calls add':44s} {context * 100:+5.1f}%   <= +10%")
     print(f"{'  (entering all four blocks per call)':44s} {entering * 100:+5.1f}%")
+    live = live_overhead(repeat(decorated_one), args.calls, args.rounds)
+    print(f"{'live spans on, call ends before the delay':44s} {live * 100:+5.1f}%   <= +5%")
     handle.shutdown()
+
+
+def live_overhead(calls_of: Batch, calls: int, rounds: int) -> float:
+    """Extra time per call with the live-span processor in ``init()``'s pipeline (as with a
+    plyra collector identified), the call ending before ``live_delay``: interleaved rounds with
+    and without it, median of the rounds' ratios."""
+    from plyra_trace import _config
+    from plyra_trace._live import PLYRA, LiveSpanProcessor
+
+    pipeline = _config._process.router.pipeline
+    assert pipeline is not None
+    live = LiveSpanProcessor("http://127.0.0.1:9/v1/traces", "http://127.0.0.1:9/v1/live", {})
+    live.state = PLYRA
+
+    def with_live(n: int) -> object:
+        pipeline._starts.append(live.on_start)
+        pipeline._ends.append(live.on_end)
+        try:
+            return calls_of(n)
+        finally:
+            pipeline._starts.remove(live.on_start)
+            pipeline._ends.remove(live.on_end)
+
+    times = interleaved({"off": calls_of, "on": with_live}, calls, rounds)
+    live.shutdown()
+    return ratio(times, "on", "off") - 1
 
 
 if __name__ == "__main__":

@@ -229,6 +229,9 @@ def init(
     schedule_delay_millis: int = 500,
     instrument: bool | Sequence[str] | None = None,
     flush_on_sigterm: bool = True,
+    live: bool | None = None,
+    live_delay: float = 1.0,
+    live_heartbeat: float = 5.0,
 ) -> PlyraTrace:
     """Set up tracing for ``project`` and return a handle to flush and shut it down.
 
@@ -238,6 +241,9 @@ def init(
     ``instrument`` turns on auto-instrumentation: True for every installed target, or names
     (``["openai", "anthropic", "langchain", "crewai", "ag2"]``). ``flush_on_sigterm`` exports
     queued spans when SIGTERM arrives, where the application has no SIGTERM handler of its own.
+    ``live`` announces spans still open after ``live_delay`` seconds (re-sent every
+    ``live_heartbeat`` seconds) to a plyra collector: None (default) only when the endpoint
+    answers as one, True always (OTLP/HTTP), False never. Other backends get finished spans only.
     """
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
@@ -251,11 +257,17 @@ def init(
     exporters: list[SpanExporter] = []
     if exporter is not None:
         exporters.append(exporter)
+    live_spans = None
     if url is not None:
+        from plyra_trace._live import live_processor  # protobuf encoding: only when exporting
+
+        sent_headers = _export.resolve_headers(headers, api_key)
+        live_spans = live_processor(
+            url, resolved_protocol, sent_headers, live, live_delay, live_heartbeat, timeout
+        )
+        observe = live_spans.observe if live_spans is not None else None
         exporters.append(
-            _export.otlp_exporter(
-                url, resolved_protocol, _export.resolve_headers(headers, api_key), timeout
-            )
+            _export.otlp_exporter(url, resolved_protocol, sent_headers, timeout, observe)
         )
 
     _capture.settings.configure(capture_io, max_io_chars, redact_keys, redactor)
@@ -279,7 +291,13 @@ def init(
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
     pipeline = Pipeline(
-        [OpenInferenceSpanProcessor(), AutoSpanProcessor(), *(span_processors or ())], exporting
+        [
+            OpenInferenceSpanProcessor(),
+            AutoSpanProcessor(),
+            *(span_processors or ()),
+            *((live_spans,) if live_spans is not None else ()),
+        ],
+        exporting,
     )
 
     with _process.lock:

@@ -111,9 +111,14 @@ def resolve_headers(headers: Mapping[str, str] | None, api_key: str | None) -> d
 
 
 def otlp_exporter(
-    endpoint: str, protocol: str, headers: dict[str, str], timeout: float | None
+    endpoint: str,
+    protocol: str,
+    headers: dict[str, str],
+    timeout: float | None,
+    on_response: Callable[..., None] | None = None,
 ) -> SpanExporter:
-    """The OpenTelemetry OTLP exporter for ``protocol``."""
+    """The OpenTelemetry OTLP exporter for ``protocol``; ``on_response`` sees every HTTP answer
+    (live spans learn from it whether the endpoint is a plyra collector)."""
     if protocol == GRPC:
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -132,6 +137,8 @@ def otlp_exporter(
     if os.environ.get(_SESSION_PROVIDER):  # the user brings the session
         return OTLPSpanExporter(endpoint=endpoint, headers=headers or None, timeout=timeout)
     session = _fork_safe_session()
+    if on_response is not None:
+        session.hooks["response"].append(on_response)
     return OTLPSpanExporter(
         endpoint=endpoint, headers=headers or None, timeout=timeout, session=session
     )

@@ -198,7 +198,14 @@ def _filter(request: Request) -> TraceFilter:
         text=(_param(request, "q") or "")[:200] or None,
         guard_policy=_param(request, "guard_policy"),
         guard_action=_param(request, "guard_action"),
+        running=_flag(request, "running"),
+        abandoned=_flag(request, "abandoned"),
     )
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    value = _choice(request, name, ("true", "false"), None)
+    return None if value is None else value == "true"
 
 
 async def list_traces(request: Request) -> JSON:

@@ -56,6 +56,10 @@ class SpanRecord:
     output_mime: str | None = None
     agent_effective: str | None = None
     """The agent the span runs under (its own, else its nearest ancestor's), once derived."""
+    running: bool = False
+    """A live record of a span still open (``/v1/live``): stored apart until the span ends."""
+    heartbeat_ns: int = 0
+    """For a live record: the interval its sender re-announces it at (0 if unknown)."""
 
     @property
     def duration_ns(self) -> int:
@@ -89,6 +93,10 @@ class TraceFilter:
     text: str | None = None
     guard_policy: str | None = None
     guard_action: str | None = None
+    running: bool | None = None
+    """True: traces with spans still running; False: traces with none."""
+    abandoned: bool | None = None
+    """True: traces with spans whose process stopped sending heartbeats."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,22 @@ class Normalised:
     message: str = ""
 
 
+def mark_running(records: Sequence[SpanRecord]) -> None:
+    """Turn normalised live records into running spans: no end, no status, no usage (a span
+    counts in totals only once finished), and the sender's heartbeat interval."""
+    for record in records:
+        beat = record.attributes.pop(sc.LIVE_HEARTBEAT, None)
+        record.running = True
+        record.heartbeat_ns = int(beat * 1e9) if isinstance(beat, int | float) and beat > 0 else 0
+        record.end_ns = record.start_ns
+        record.status, record.status_message = 0, ""
+        record.input_tokens = record.output_tokens = record.total_tokens = None
+        record.cache_read_tokens = record.cache_write_tokens = None
+        record.cost = record.cost_source = None
+        record.output_value = record.output_mime = None
+        record.events = []
+
+
 class Normaliser:
     """Normalises export requests with the limits of one collector configuration."""
 

@@ -42,7 +42,17 @@ def _v4(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3), (4, _v4))
+def _v5(conn: Connection) -> None:
+    """Live spans: the table of spans still running."""
+    t.live_spans.create(conn, checkfirst=True)
+
+
+STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = (
+    (2, _v2),
+    (3, _v3),
+    (4, _v4),
+    (5, _v5),
+)
 """(version reached, step) in order; version 1 is the 0.3.0 layout."""
 LATEST: Final = STEPS[-1][0]
 

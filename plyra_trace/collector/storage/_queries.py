@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ _HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
 _RETENTION_TABLES: Final = (
     t.spans,
     t.span_payloads,
+    t.live_spans,
     t.handoffs,
     t.usage,
     t.guards,
@@ -112,7 +114,9 @@ def _uses(column: Any, value: str) -> ColumnElement[bool]:
 
 
 def _trace_row(row: Row) -> Row:
-    row["complete"] = bool(row["complete"])
+    for flag in ("complete", "running", "abandoned"):
+        if flag in row:
+            row[flag] = bool(row[flag])
     if "tracked" in row:
         # Untracked traces (stored while sampling was off) are kept; tracked ones say their
         # decision: True kept, False spans sampled out, None pending.
@@ -120,6 +124,37 @@ def _trace_row(row: Row) -> Row:
         row["sampled"] = None if row.pop("tracked") and sampled is None else sampled != 0
         reasons = row.pop("kept_because")
         row["kept_because"] = json.loads(reasons) if reasons else None
+    return row
+
+
+def _has_live(now: int, abandoned: bool) -> ColumnElement[bool]:
+    """The trace has a live span that is still running (or, ``abandoned``, whose heartbeats
+    stopped: its deadline passed)."""
+    live = t.live_spans.c
+    due = live.deadline_ns < now if abandoned else live.deadline_ns >= now
+    return exists().where(live.trace_id == t.traces.c.trace_id, due)
+
+
+def _summaries(now: int) -> Select[Any]:
+    """Trace summary rows with their tail-sampling state and their ``running`` and
+    ``abandoned`` flags (computed now)."""
+    return select(
+        *_WITH_SAMPLING,
+        _has_live(now, False).label("running"),
+        _has_live(now, True).label("abandoned"),
+    ).select_from(_SAMPLED)
+
+
+def _live_row(row: Row, now: int) -> Row:
+    """A live record as the API shows a span: no end yet, ``running`` or ``abandoned`` (its
+    heartbeats stopped) with the last heartbeat time; ``duration_ns`` is the time so far."""
+    seen, deadline = row.pop("last_seen_ns"), row.pop("deadline_ns")
+    abandoned = deadline < now
+    row["end_ns"] = None
+    row["duration_ns"] = max(0, (seen if abandoned else now) - row["start_ns"])
+    row["running"] = not abandoned
+    row["abandoned"] = abandoned
+    row["last_heartbeat_ns"] = seen
     return row
 
 
@@ -189,12 +224,16 @@ class SqlReads:
                 t.spans.c.name.icontains(where.text, autoescape=True),
             )
             clauses.append(or_(tr.root_name.icontains(where.text, autoescape=True), named))
+        now = time.time_ns()
+        for wanted, abandoned in ((where.running, False), (where.abandoned, True)):
+            if wanted is not None:
+                flag = _has_live(now, abandoned)
+                clauses.append(flag if wanted else ~flag)
         if cursor:
             start, key = decode_cursor(cursor)
             clauses.append(or_(tr.start_ns < start, and_(tr.start_ns == start, tr.trace_id < key)))
         statement = (
-            select(*_WITH_SAMPLING)
-            .select_from(_SAMPLED)
+            _summaries(now)
             .where(*clauses)
             .order_by(tr.start_ns.desc(), tr.trace_id.desc())
             .limit(limit + 1)
@@ -204,9 +243,8 @@ class SqlReads:
 
     def get_trace(self, trace_id: str) -> Row | None:
         """Summary plus every span (hot columns and attributes), ordered by start time."""
-        found = self._rows(
-            select(*_WITH_SAMPLING).select_from(_SAMPLED).where(t.traces.c.trace_id == trace_id)
-        )
+        now = time.time_ns()
+        found = self._rows(_summaries(now).where(t.traces.c.trace_id == trace_id))
         if not found:
             return None
         trace = _trace_row(found[0])
@@ -215,6 +253,13 @@ class SqlReads:
             .where(t.spans.c.trace_id == trace_id)
             .order_by(t.spans.c.start_ns, t.spans.c.span_id)
         )
+        live = t.live_spans.c
+        running = self._rows(
+            select(t.live_spans)
+            .where(live.trace_id == trace_id)
+            .order_by(live.start_ns, live.span_id)
+        )
+        trace["spans"] += [_live_row(row, now) for row in running]
         return trace
 
     def get_span(self, trace_id: str, span_id: str) -> Row | None:
@@ -237,13 +282,27 @@ class SqlReads:
             )
             .where(s.c.trace_id == trace_id, s.c.span_id == span_id)
         )
-        rows = self._rows(statement)
+        rows = self._rows(statement) or self._live_span(trace_id, span_id)
         if not rows:
             return None
         span = rows[0]
         span["resource"] = span["resource"] or {}
         span["events"] = span["events"] or []
         return span
+
+    def _live_span(self, trace_id: str, span_id: str) -> list[Row]:
+        """A running span as :meth:`get_span` shows one (no output or events yet)."""
+        live, r = t.live_spans, t.resources
+        rows = self._rows(
+            select(live, r.c.attributes.label("resource"))
+            .select_from(live.outerjoin(r, r.c.resource_id == live.c.resource_id))
+            .where(live.c.trace_id == trace_id, live.c.span_id == span_id)
+        )
+        now = time.time_ns()
+        return [
+            {**_live_row(row, now), "events": [], "output_value": None, "output_mime": None}
+            for row in rows
+        ]
 
     def trace_spans(self, trace_ids: Sequence[str]) -> list[Row]:
         """Hot columns of all spans of the given traces."""
@@ -596,7 +655,7 @@ class SqlReads:
         """Summary rows of the given traces (what the live stream announces)."""
         if not trace_ids:
             return []
-        statement = select(t.traces).where(t.traces.c.trace_id.in_(list(trace_ids)))
+        statement = _summaries(time.time_ns()).where(t.traces.c.trace_id.in_(list(trace_ids)))
         return [_trace_row(r) for r in self._rows(statement)]
 
     # --- tail sampling (the decision: plyra_trace.collector.sampling) ---------------------------

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, case, func, null, select, update
+from sqlalchemy import Connection, bindparam, case, exists, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from plyra_trace._semconv import GUARD_ACTION
@@ -87,7 +87,7 @@ def facts(row: Row) -> TraceFacts:
 
 def pending_statement(now_ns: int, wait_ns: int, limit: int) -> Any:
     """Undecided traces quiet since ``now_ns - wait_ns``, oldest first, with their summaries."""
-    s, tr = t.trace_sampling.c, t.traces.c
+    s, tr, live = t.trace_sampling.c, t.traces.c, t.live_spans.c
     return (
         select(
             s.trace_id,
@@ -101,7 +101,12 @@ def pending_statement(now_ns: int, wait_ns: int, limit: int) -> Any:
             tr.agents,
         )
         .select_from(t.trace_sampling.join(t.traces, tr.trace_id == s.trace_id))
-        .where(s.sampled.is_(None), s.seen_ns <= now_ns - wait_ns)
+        .where(
+            s.sampled.is_(None),
+            s.seen_ns <= now_ns - wait_ns,
+            # A trace is not decided while a span of it runs (live records, still beating).
+            ~exists().where(live.trace_id == s.trace_id, live.deadline_ns >= now_ns),
+        )
         .order_by(s.seen_ns)
         .limit(limit)
     )

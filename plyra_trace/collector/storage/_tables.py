@@ -1,7 +1,8 @@
 """The collector's tables, defined once for both stores (SQLAlchemy Core).
 
 Hot span rows, cold span payloads, resources, trace summaries, handoff edges, a usage roll-up per
-trace, guard decisions, API keys and a one-row metadata table holding the schema version.
+trace, guard decisions, tail-sampling state, running spans, API keys and a one-row metadata
+table holding the schema version.
 PostgreSQL differences live here as dialect options: span rows and payloads are
 range-partitioned by day on ``start_ns`` (so retention drops whole partitions), attributes are
 JSONB. On SQLite the same tables match the
@@ -252,6 +253,22 @@ sampling_stats: Final = Table(
 )
 """One row (id 1): decisions taken since sampling started and the bytes they freed (estimate)."""
 
+live_spans: Final = Table(
+    "live_spans",
+    metadata,
+    *(column._copy() for column in spans.columns),
+    _text("input_value"),
+    _text("input_mime"),
+    _int("last_seen_ns", False),
+    _int("deadline_ns", False),
+    PrimaryKeyConstraint("trace_id", "span_id"),
+    sqlite_with_rowid=False,
+)
+"""Spans still running (live records): the span columns (``end_ns`` = ``start_ns`` until they
+end), the input known at start, when the last record arrived, and when the span counts as
+abandoned (its sender's heartbeats stopped). A finished span deletes its row. Not partitioned."""
+Index("live_spans_deadline", live_spans.c.deadline_ns)
+
 plyra_meta: Final = Table(
     "plyra_meta",
     metadata,
@@ -267,6 +284,7 @@ USAGE_COLUMNS: Final = tuple(c.name for c in usage.columns)
 HANDOFF_COLUMNS: Final = tuple(c.name for c in handoffs.columns)
 GUARD_COLUMNS: Final = tuple(c.name for c in guards.columns)
 SAMPLING_COLUMNS: Final = tuple(c.name for c in trace_sampling.columns)
+LIVE_COLUMNS: Final = tuple(c.name for c in live_spans.columns)
 DERIVE_COLUMNS: Final = (
     "trace_id",
     "span_id",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any, Final, Literal, Protocol
 
@@ -79,12 +80,19 @@ class KnownResources:
 
 
 def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = False) -> WriteResult:
-    """Store ``spans`` and refresh their traces; the caller commits. With ``sampling``, traces
-    seen for the first time wait for a tail-sampling decision (``_sampling``)."""
+    """Store ``spans`` (finished spans and live records of running ones) and refresh their
+    traces; the caller commits. With ``sampling``, traces seen for the first time wait for a
+    tail-sampling decision (``_sampling``)."""
     by_trace: dict[str, dict[str, SpanRecord]] = {}
+    running: dict[tuple[str, str], SpanRecord] = {}
     for span in spans:
-        by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
-    trace_ids = sorted(by_trace)
+        if span.running:
+            running[(span.trace_id, span.span_id)] = span
+        else:
+            by_trace.setdefault(span.trace_id, {})[span.span_id] = span  # last copy wins
+    running = {k: r for k, r in running.items() if k[1] not in by_trace.get(k[0], ())}
+    running_traces = {trace_id for trace_id, _ in running}
+    trace_ids = sorted({*by_trace, *running_traces})
     ops.lock(trace_ids)
     known = {r["trace_id"] for r in ops.select(t.traces, ("trace_id",), trace_ids)}
     states = (
@@ -97,11 +105,13 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = Fal
     )
     # Spans of a trace whose spans were sampled out follow the decision: not stored, but its
     # summary, usage and handoffs are derived again from its skeleton plus them.
-    dropped = {i for i, state in states.items() if state["sampled"] == _sampling.DROPPED}
+    dropped = {
+        i for i, state in states.items() if state["sampled"] == _sampling.DROPPED and i in by_trace
+    }
     derived: dict[str, TraceDerivation] = {}
     inputs: dict[str, list[Row]] = {}  # what each trace was derived from (its skeleton)
     for trace_id, records in by_trace.items():
-        if trace_id not in known:
+        if trace_id not in known and trace_id not in running_traces:
             inputs[trace_id] = [_derive_row(r) for r in records.values()]
             derived[trace_id] = derive(trace_id, inputs[trace_id])
             agents = derived[trace_id].agents
@@ -121,6 +131,8 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = Fal
                 payloads.append(_payload_values(s))
     ops.put(t.spans, fresh, "none")
     ops.put(t.spans, again, "replace")
+    maybe_live = [i for i in trace_ids if i in known or i in running_traces]
+    live = _LiveRows(ops, by_trace, running, maybe_live, resources)
     ops.put(t.resources, [r for r in resources.new.items() if ops.new_resource(r[0])], "ignore")
     ops.put(t.span_payloads, payloads, "replace")
     decisions = [decision(s) for records in by_trace.values() for s in records.values()]
@@ -128,19 +140,25 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = Fal
     if dropped:
         _derive_dropped(ops, {i: by_trace[i] for i in sorted(dropped)}, derived, inputs)
     old_edges: set[tuple[str, str, str]] = set()
-    if known:
-        ordered = sorted(known)
+    rederive = sorted({i for i in by_trace if i not in derived} | (live.started - dropped))
+    if rederive or dropped:
+        ordered = sorted({*rederive, *dropped})
         grouped: dict[str, list[Row]] = {}
-        for row in ops.select(t.spans, t.DERIVE_COLUMNS, sorted(known - dropped)):
+        for row in ops.select(t.spans, t.DERIVE_COLUMNS, rederive) if rederive else ():
             grouped.setdefault(row["trace_id"], []).append(row)
+        for trace_id, live_rows in live.by_trace(rederive).items():
+            grouped.setdefault(trace_id, []).extend(live_rows)
         updates: list[tuple[str | None, str, str, int]] = []
         for trace_id, trace_rows in grouped.items():
             inputs[trace_id] = trace_rows
-            derived[trace_id] = derive(trace_id, trace_rows)
+            derived[trace_id] = derive(trace_id, trace_rows, live.ids(trace_id))
             agents = derived[trace_id].agents
             for row in trace_rows:
                 agent = agents.get(row["span_id"], row["own_agent"])
-                if agent != row["agent"]:
+                if row.get("last_seen_ns") is not None:
+                    row["agent"] = agent  # a live row: written back below
+                    live.changed.add(trace_id)
+                elif agent != row["agent"]:
                     updates.append((agent, trace_id, row["span_id"], row["start_ns"]))
         old_edges = {
             (h["from_agent"], h["to_agent"], h["protocol"])
@@ -150,9 +168,10 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = Fal
         ops.delete(t.usage, ordered)
         if updates:
             ops.set_agents(updates)
+    live.store()
     split: tuple[tuple[Conflict, set[str]], ...] = (
         ("none", derived.keys() - known),
-        ("replace", known),
+        ("replace", derived.keys() & known),
     )
     for conflict, ids in split:
         ops.put(t.traces, [_summary_values(derived[i].summary) for i in sorted(ids)], conflict)
@@ -163,7 +182,10 @@ def write_batch(ops: WriteOps, spans: Sequence[SpanRecord], sampling: bool = Fal
         [[u[c] for c in t.USAGE_COLUMNS] for d in derived.values() for u in d.usage],
         "none",
     )
-    tracked = _sampling.tracked_rows(by_trace, known, states, inputs, sampling)
+    # A trace first seen through live records is tracked from then on, so its decision waits
+    # for it (running traces are never decided, ``_sampling.pending_statement``).
+    seen = {**{i: {} for i in running_traces if i not in by_trace}, **by_trace}
+    tracked = _sampling.tracked_rows(seen, known, states, inputs, sampling)
     ops.put(t.trace_sampling, tracked, "replace")
     return WriteResult(
         spans=len(spans),
@@ -188,6 +210,97 @@ def _derive_dropped(
             skeleton.unpack(skeletons.get(trace_id)), [_derive_row(r) for r in records.values()]
         )
         derived[trace_id] = derive(trace_id, inputs[trace_id])
+
+
+MISSED_BEATS: Final = 3
+"""A running span whose sender missed this many heartbeats counts as abandoned."""
+_DEFAULT_BEAT_NS: Final = 5 * 10**9
+_BEAT_RANGE_NS: Final = (10**8, 3600 * 10**9)
+
+
+class _LiveRows:
+    """The live rows of a batch's traces, merged in memory and written back: a finished span
+    (in the batch or stored) drops its row and any late record for it, so the finished span
+    always wins; a repeated record refreshes its row; a new one marks its trace ``started``."""
+
+    def __init__(
+        self,
+        ops: WriteOps,
+        finished: dict[str, dict[str, SpanRecord]],
+        records: dict[tuple[str, str], SpanRecord],
+        trace_ids: Sequence[str],
+        resources: _Resources,
+    ) -> None:
+        self._ops = ops
+        self.started: set[str] = set()
+        self.changed: set[str] = set()
+        self.rows: dict[tuple[str, str], Row] = {}
+        if not trace_ids:
+            return
+        for row in ops.select(t.live_spans, t.LIVE_COLUMNS, trace_ids):
+            key = (row["trace_id"], row["span_id"])
+            if key[1] in finished.get(key[0], ()):
+                self.changed.add(key[0])
+            else:
+                self.rows[key] = row
+        new = sorted({k[0] for k in records if k not in self.rows})
+        ended = (
+            {(r["trace_id"], r["span_id"]) for r in ops.select(t.spans, _KEY, new)}
+            if new
+            else set()
+        )
+        now = time.time_ns()
+        for key, record in records.items():
+            if key in ended:
+                continue  # a late or repeated record of a span that has ended
+            if key not in self.rows:
+                self.started.add(key[0])
+            beat = min(
+                max(record.heartbeat_ns or _DEFAULT_BEAT_NS, _BEAT_RANGE_NS[0]), _BEAT_RANGE_NS[1]
+            )
+            self.rows[key] = {
+                **dict(
+                    zip(t.SPAN_COLUMNS, _span_values(record, resources.id_of(record)), strict=True)
+                ),
+                "attributes": record.attributes,
+                "input_value": record.input_value,
+                "input_mime": record.input_mime,
+                "last_seen_ns": now,
+                "deadline_ns": now + MISSED_BEATS * beat,
+            }
+            self.changed.add(key[0])
+
+    def by_trace(self, trace_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Live rows of these traces (for deriving their summaries)."""
+        wanted = set(trace_ids)
+        grouped: dict[str, list[Row]] = {}
+        for (trace_id, _), row in self.rows.items():
+            if trace_id in wanted:
+                grouped.setdefault(trace_id, []).append(row)
+        return grouped
+
+    def ids(self, trace_id: str) -> set[str]:
+        """Span ids of the trace's running spans."""
+        return {span_id for (tid, span_id) in self.rows if tid == trace_id}
+
+    def store(self) -> None:
+        """Write back the live rows of every trace they changed in (delete + put)."""
+        if not self.changed:
+            return
+        changed = sorted(self.changed)
+        self._ops.delete(t.live_spans, changed)
+        rows = []
+        for (trace_id, _), row in self.rows.items():
+            if trace_id in self.changed:
+                attributes = row["attributes"]
+                row["attributes"] = (
+                    attributes if isinstance(attributes, str) else ENCODE(attributes)
+                )
+                rows.append([row[c] for c in t.LIVE_COLUMNS])
+        self._ops.put(t.live_spans, rows, "none")
+
+
+_KEY: Final = ("trace_id", "span_id")
 
 
 def _span_values(s: SpanRecord, resource_id: int) -> tuple[Any, ...]:

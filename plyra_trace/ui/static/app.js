@@ -1,6 +1,6 @@
 // plyra-trace web UI: hash routes, pages, live updates from the collector's SSE stream.
 // Everything that comes from spans is rendered as text (see dom.js); nothing is parsed as HTML.
-import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, signIn, signOut } from "./dom.js";
+import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, liveBadge, signIn, signOut } from "./dom.js";
 import { Flamegraph } from "./flame.js";
 import { drawGraph } from "./graph.js";
 import { guardsPage, sessionGuards } from "./guards.js";
@@ -225,7 +225,7 @@ function traceRow(t) {
     { class: `clickable${t.status === "error" ? " error" : ""}`, dataset: { traceId: t.trace_id, sampled: String(t.sampled) }, on: { click: (e) => { if (e.target.tagName !== "A") open(); } } },
     el("td", { class: "nowrap" }, fmtTime(t.start_ns)),
     el("td", null, link(`/trace/${t.trace_id}`, null, t.root_name), t.complete ? null : el("span", { class: "muted", title: "root span not received yet" }, " (partial)"), t.sampled === false ? samplingMark(t) : null),
-    el("td", null, statusBadge(t.status)),
+    el("td", { class: "nowrap" }, statusBadge(t.status), liveBadge(t)),
     el("td", { class: "num" }, fmtDuration(t.duration_ns)),
     el("td", { class: "num" }, fmtInt(t.span_count)),
     el("td", { class: "num" }, fmtInt(t.total_tokens)),
@@ -248,8 +248,9 @@ async function tracesPage(_parts, params) {
     form.append(inputs[name]);
   }
   inputs.status = el("select", { name: "status", "aria-label": "status" }, [["", "any status"], ["ok", "ok"], ["error", "error"]].map(([v, l]) => el("option", { value: v, selected: state.status === v }, l)));
+  inputs.state = el("select", { name: "state", "aria-label": "running state" }, [["", "any state"], ["running", "running"], ["abandoned", "never finished"]].map(([v, l]) => el("option", { value: v, selected: state.state === v }, l)));
   inputs.last = windowSelect(state.last || "", () => apply());
-  form.append(inputs.status, inputs.last, el("button", { type: "submit" }, "Filter"));
+  form.append(inputs.status, inputs.state, inputs.last, el("button", { type: "submit" }, "Filter"));
   const tbody = el("tbody");
   const more = el("button", { type: "button", class: "more", hidden: true }, "Load more");
   const count = el("span", { class: "muted" });
@@ -267,7 +268,9 @@ async function tracesPage(_parts, params) {
     window.location.hash = href("/traces", f);
   }
   async function load(append_ = false) {
-    const page = await api("/api/v1/traces", { ...filters(), limit: 50, cursor: append_ ? cursor : null });
+    const { state: running, ...query } = filters();
+    if (running) query[running] = "true"; // running=true or abandoned=true
+    const page = await api("/api/v1/traces", { ...query, limit: 50, cursor: append_ ? cursor : null });
     if (!append_) clear(tbody);
     for (const t of page.items) tbody.append(traceRow(t));
     cursor = page.next_cursor;
@@ -295,6 +298,7 @@ async function tracePage(parts, params) {
     "div",
     { class: "summary" },
     statusBadge(trace.status),
+    liveBadge(trace),
     el("span", null, fmtTime(trace.start_ns)),
     el("span", null, `duration ${fmtDuration(trace.duration_ns)}`),
     el("span", null, `${fmtInt(trace.span_count)} spans`),
@@ -357,9 +361,12 @@ async function tracePage(parts, params) {
   view.dataset.renderMs = String(Math.round(performance.now() - started));
   // Spans of this trace still arriving (late services, long runs): redraw when it changes.
   let refresh = null;
+  const open = trace.spans.filter((s) => s.end_ns === null).length;
   const onTrace = (kind, data) => {
     if (kind !== "trace" || !data || data.trace_id !== traceId || refresh) return;
-    if (data.span_count === trace.span_count && data.end_ns === trace.end_ns) return;
+    // Unchanged unless spans finished, the trace grew, or spans started running (live spans).
+    const started = data.running_spans !== undefined && data.running_spans !== open;
+    if (data.span_count === trace.span_count && data.end_ns === trace.end_ns && !started) return;
     refresh = setTimeout(route, 1000);
   };
   listeners.add(onTrace);
@@ -418,7 +425,8 @@ async function renderPanel(panel, traceId, hot) {
     el("h2", { class: "span-title" }, kindBadge(span.kind), " ", span.name),
     kv([
       ["status", span.status === 2 ? `error ${span.status_message || ""}` : span.status === 1 ? "ok" : "unset"],
-      ["duration", fmtDuration(span.duration_ns)],
+      ["duration", span.end_ns === null ? `${fmtDuration(span.duration_ns)} so far` : fmtDuration(span.duration_ns)],
+      ["state", span.abandoned ? `never finished (heartbeats stopped; last ${fmtTime(span.last_heartbeat_ns)})` : span.running ? "running" : null],
       ["start", fmtTime(span.start_ns)],
       ["service", span.service],
       ["agent", span.agent],
