@@ -1,24 +1,29 @@
 """Cost of the HTTP integrations per request, in one process, no sockets.
 
-Prints per-request times and ratios against the same app without plyra (lower is better):
-- ASGI: a small Starlette app and a small FastAPI app called directly (ASGI messages), with and
-  without ``PlyraMiddleware``. FastAPI traces itself once a tracer provider exists, so its
-  "bare" run already has a SERVER span; the middleware then only enriches it.
-- OpenTelemetry's own ASGI/WSGI middleware and httpx instrumentation on the same apps and client,
-  when they are installed (they are not project dependencies; run this script from a venv that
-  has ``opentelemetry-instrumentation-asgi/-wsgi/-httpx`` to compare).
-- WSGI: a Flask app called directly, bare and with ``instrument_app``.
-- httpx: a client over ``MockTransport``, bare and wrapped in ``PlyraTransport``.
+ASGI (the ratios the targets are about; each the median of per-round ratios, the apps taking
+turns within each round, time = the loop thread's CPU time, so a shared machine's load is
+mostly left out; run on a busy machine, expect +-5%):
+- Starlette and FastAPI-with-its-tracing-off apps, untraced, with ``PlyraMiddleware`` and with
+  Starlette's own ``OpenTelemetryMiddleware`` on a **bare provider** (a TracerProvider of its own
+  whose only processor does nothing: the cheapest spans). Target: PlyraMiddleware no costlier.
+- FastAPI tracing itself, on a bare provider and on plyra's, and with ``PlyraMiddleware`` (which
+  then enriches FastAPI's SERVER span instead of opening one). Target: <= 1.30x FastAPI's own
+  tracing on the bare provider. ``framework_spans=False`` shown for comparison.
+- Requests carry ``traceparent`` and ``baggage`` (session, handoff), so extraction is measured.
 
-Spans go to a no-op exporting processor (the SDK pipeline runs, nothing is sent).
+Then (skipped with ``--asgi-only``), best of rounds: WSGI (a Flask app, bare and with
+``instrument_app``) and httpx (a client over ``MockTransport``, bare and with
+``PlyraTransport``), and OpenTelemetry's own WSGI/httpx instrumentation when installed (not
+project dependencies; run from a venv that has ``opentelemetry-instrumentation-wsgi/-httpx``).
 
-Run: uv run python benchmarks/asgi_overhead.py [--requests N] [--rounds N]
+Run: uv run python benchmarks/asgi_overhead.py [--requests N] [--rounds N] [--asgi-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +31,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from flask import Flask
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from starlette.applications import Starlette
+from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -62,25 +69,45 @@ def _scope(path: str) -> dict[str, Any]:
     }
 
 
-def asgi_per_request(app: Any, path: str, requests: int, rounds: int) -> float:
-    """Best-of-rounds microseconds per ASGI request, driven by direct calls on one loop."""
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        return None
+async def _send(message: dict[str, Any]) -> None:
+    return None
 
-    async def run() -> float:
-        best = float("inf")
+
+def asgi_interleaved(
+    apps: dict[str, Any], path: str, requests: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per-round CPU microseconds per request of every app, driven by direct calls on one loop;
+    the apps take turns within each round, so load elsewhere on the machine hits all of them alike
+    (and the thread's CPU time leaves out waiting for a core)."""
+
+    async def run() -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(requests):
-                await app(_scope(path), receive, send)
-            best = min(best, (time.perf_counter() - started) / requests * 1e6)
-        return best
+            for name, app in apps.items():
+                started = time.thread_time()
+                for _ in range(requests):
+                    await app(_scope(path), _receive, _send)
+                times[name].append((time.thread_time() - started) / requests * 1e6)
+        return times
 
     return asyncio.run(run())
+
+
+def median_ratio(times: dict[str, list[float]], measured: str, baseline: str) -> float:
+    """Median over rounds of measured/baseline, both taken in the same round."""
+    pairs = zip(times[measured], times[baseline], strict=True)
+    return statistics.median(a / b for a, b in pairs)
+
+
+def bare_provider() -> TracerProvider:
+    """A provider of its own whose only processor does nothing: the cheapest spans."""
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+    return provider
 
 
 def sync_per_call(fn: Callable[[], object], calls: int, rounds: int) -> float:
@@ -93,25 +120,44 @@ def sync_per_call(fn: Callable[[], object], calls: int, rounds: int) -> float:
     return best
 
 
-def _starlette(instrumented: bool) -> Any:
+def _middleware(app: Any, middleware: str | None, provider: TracerProvider) -> Any:
+    """Add the named tracing middleware: "plyra", "starlette" (Starlette's own OpenTelemetry
+    middleware, on the bare provider) or None."""
+    if middleware == "plyra":
+        app.add_middleware(PlyraMiddleware, agent_name="bench")
+    elif middleware == "starlette":
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    return app
+
+
+def _starlette(middleware: str | None, provider: TracerProvider) -> Any:
     async def item(request: Request) -> JSONResponse:
         return JSONResponse({"id": request.path_params["item_id"]})
 
     app = Starlette(routes=[Route("/items/{item_id}", item)])
-    if instrumented:
-        app.add_middleware(PlyraMiddleware, agent_name="bench")
-    return app
+    return _middleware(app, middleware, provider)
 
 
-def _fastapi(instrumented: bool) -> Any:
+def _fastapi(
+    middleware: str | None, provider: TracerProvider, telemetry: dict[str, Any] | None = None
+) -> Any:
+    app = FastAPI(telemetry=telemetry)  # type: ignore[arg-type]
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    return _middleware(app, middleware, provider)
+
+
+def _fastapi_no_operations() -> Any:
     app = FastAPI()
 
     @app.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
-    if instrumented:
-        app.add_middleware(PlyraMiddleware, agent_name="bench")
+    app.add_middleware(PlyraMiddleware, agent_name="bench", framework_spans=False)
     return app
 
 
@@ -149,32 +195,65 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--asgi-only", action="store_true", help="skip Flask and httpx")
     args = parser.parse_args()
     n, rounds = args.requests, args.rounds
     handle = plyra_trace.init("bench", console=False)
+    bare = bare_provider()
+    off = {"tracing": False}
+    apps = {
+        "Starlette, untraced": _starlette(None, bare),
+        "Starlette + PlyraMiddleware": _starlette("plyra", bare),
+        "Starlette + Starlette's OTel middleware (bare)": _starlette("starlette", bare),
+        "FastAPI tracing off, untraced": _fastapi(None, bare, off),
+        "FastAPI tracing off + PlyraMiddleware": _fastapi("plyra", bare, off),
+        "FastAPI tracing off + Starlette's OTel (bare)": _fastapi("starlette", bare, off),
+        "FastAPI own tracing (bare provider)": _fastapi(None, bare, {"tracer_provider": bare}),
+        "FastAPI own tracing (plyra's provider)": _fastapi(None, bare),
+        "FastAPI own tracing + PlyraMiddleware": _fastapi("plyra", bare),
+        "FastAPI + PlyraMiddleware, framework_spans=False": _fastapi_no_operations(),
+    }
+    asgi_interleaved(apps, "/items/3", 100, 2)  # warm-up
+    times = asgi_interleaved(apps, "/items/3", n, rounds)
+    for name, values in times.items():
+        print(f"{name:<52} {min(values):8.1f} us/request (best)")
+    print(f"\n(ratios: medians of {rounds} interleaved rounds of {n} requests; busy machine)")
+    rows = [
+        ("Starlette + PlyraMiddleware", "Starlette, untraced", "<= Starlette's OTel"),
+        ("Starlette + Starlette's OTel middleware (bare)", "Starlette, untraced", ""),
+        (
+            "FastAPI tracing off + PlyraMiddleware",
+            "FastAPI tracing off, untraced",
+            "<= Starlette's OTel",
+        ),
+        ("FastAPI tracing off + Starlette's OTel (bare)", "FastAPI tracing off, untraced", ""),
+        ("Starlette + PlyraMiddleware", "Starlette + Starlette's OTel middleware (bare)", "<= 1"),
+        (
+            "FastAPI tracing off + PlyraMiddleware",
+            "FastAPI tracing off + Starlette's OTel (bare)",
+            "<= 1",
+        ),
+        ("FastAPI own tracing (bare provider)", "FastAPI tracing off, untraced", ""),
+        (
+            "FastAPI own tracing + PlyraMiddleware",
+            "FastAPI own tracing (bare provider)",
+            "<= 1.30x",
+        ),
+        ("FastAPI own tracing + PlyraMiddleware", "FastAPI own tracing (plyra's provider)", ""),
+        (
+            "FastAPI + PlyraMiddleware, framework_spans=False",
+            "FastAPI own tracing (bare provider)",
+            "",
+        ),
+    ]
+    for measured, baseline, target in rows:
+        label = f"{measured} / {baseline}"
+        print(f"{label:<100} {median_ratio(times, measured, baseline):5.2f}x  {target}")
+    print()
+    if args.asgi_only:
+        handle.shutdown()
+        return
 
-    path = "/items/3"
-    bare = asgi_per_request(_starlette(False), path, n, rounds)
-    report("Starlette + PlyraMiddleware", bare, asgi_per_request(_starlette(True), path, n, rounds))
-    try:
-        from opentelemetry.instrumentation.asgi import (  # type: ignore[import-not-found,unused-ignore]
-            OpenTelemetryMiddleware,
-        )
-    except ImportError:
-        print(f"{'Starlette + OpenTelemetry ASGI middleware':<44} (not installed)")
-    else:
-        otel_app = _starlette(False)
-        otel_app.add_middleware(OpenTelemetryMiddleware)
-        report(
-            "Starlette + OpenTelemetry ASGI middleware",
-            bare,
-            asgi_per_request(otel_app, path, n, rounds),
-        )
-    report(
-        "FastAPI (own tracing) + PlyraMiddleware",
-        asgi_per_request(_fastapi(False), path, n, rounds),
-        asgi_per_request(_fastapi(True), path, n, rounds),
-    )
     flask_bare = sync_per_call(_wsgi_call(_flask(False)), n, rounds)
     report("Flask + instrument_app", flask_bare, sync_per_call(_wsgi_call(_flask(True)), n, rounds))
     try:

@@ -171,18 +171,6 @@ def _preload(db: str, spans: int, age_ns: int = 0, first_seed: int = 2 * 10**8) 
     storage.close()
 
 
-def store_url(store: str, sqlite_path: str) -> tuple[str, Any]:
-    """The ``--db`` for ``--store``: a SQLite path, a private PostgreSQL cluster's database
-    (returned too, to close), or the URL given."""
-    if store == "postgres":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.postgres_server import PostgresServer
-
-        cluster = PostgresServer()
-        return cluster.database(), cluster
-    return (sqlite_path if store == "sqlite" else store), None
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -275,6 +263,19 @@ def _ingest(base: str, args: argparse.Namespace, pid: int, seed: int, query: boo
     )
 
 
+def open_store(store: str, sqlite_path: str) -> tuple[str, Any]:
+    """The ``--db`` value for ``--store`` and the private PostgreSQL cluster started for it."""
+    if store == "sqlite":
+        return sqlite_path, None
+    if store != "postgres":
+        return store, None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.postgres_server import PostgresServer
+
+    cluster = PostgresServer()
+    return cluster.database(), cluster
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200, help="batches per sender")
@@ -290,7 +291,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db, cluster = store_url(args.store, f"{tmp}/bench.db")
+        db, cluster = open_store(args.store, f"{tmp}/bench.db")
         if args.preload:
             _preload(db, args.preload)
         if args.expired:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collector import BATCH, encode_batch, store_url  # benchmarks/collector.py
+from collector import BATCH, encode_batch, open_store  # benchmarks/collector.py
 
 WAL_BOUND = 256 * 1024 * 1024
 QUERIES = (
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--margin-mb", type=float, default=24.0, help="RSS growth allowed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db, cluster = store_url(args.store, f"{tmp}/soak.db")
+        db, cluster = open_store(args.store, f"{tmp}/soak.db")
         try:
             flat = soak(args, db)
         finally:

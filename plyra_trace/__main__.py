@@ -42,12 +42,18 @@ def _serve(args: argparse.Namespace) -> int:
         from plyra_trace.collector.app import create_app
         from plyra_trace.collector.config import CollectorConfig
         from plyra_trace.collector.hosts import is_loopback
+        from plyra_trace.collector.sampling.policy import FLAGS, PolicyError, policy_from_settings
         from plyra_trace.collector.storage import is_postgres, mask_url
     except ImportError as error:
         print(
             f"the collector needs: pip install 'plyra-trace[collector]' ({error})", file=sys.stderr
         )
         return 1
+    try:
+        sampling = policy_from_settings(args.sampling, {key: getattr(args, key) for key in FLAGS})
+    except PolicyError as error:
+        print(f"plyra-trace serve: {error}", file=sys.stderr)
+        return 2
     db = _db(args)
     if args.workers < 1:
         print("plyra-trace: --workers must be at least 1", file=sys.stderr)
@@ -89,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         retention_days=args.retention_days,
         open_access=args.open,
         allowed_hosts=tuple(args.allowed_host),
+        sampling=sampling,
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}"
@@ -159,6 +166,36 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampling_flags(serve: argparse.ArgumentParser) -> None:
+    """Tail sampling flags (docs/sampling.md); unset flags leave the --sampling file's values."""
+    group = serve.add_argument_group("tail sampling (docs/sampling.md)")
+    group.add_argument(
+        "--sample-rate",
+        type=float,
+        metavar="R",
+        help="share of ordinary traces whose spans are kept (default 1.0: sampling off)",
+    )
+    group.add_argument(
+        "--keep-cost-above", type=float, metavar="USD", help="keep traces costing more than this"
+    )
+    group.add_argument(
+        "--keep-slower-than",
+        dest="keep_slower_than_ms",
+        type=float,
+        metavar="MS",
+        help="keep traces lasting longer than this many milliseconds",
+    )
+    group.add_argument(
+        "--decision-wait",
+        type=float,
+        metavar="S",
+        help="decide a trace once S seconds passed without a new span (default 10)",
+    )
+    group.add_argument(
+        "--sampling", metavar="FILE", help="YAML file with these settings and per-scope rates"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from plyra_trace.collector.config import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_PORT
 
@@ -206,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         help="on a non-loopback address, serve without API keys until one is created"
         " (the Host check then applies)",
     )
+    _sampling_flags(serve)
     serve.set_defaults(run=_serve)
     keys = commands.add_parser("keys", help="manage API keys (sent as init(api_key=...))")
     keys.add_argument("--db", default=None, help=db_help)

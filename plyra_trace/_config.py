@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -27,7 +28,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from plyra_trace import _capture, _export, _propagation, _runtime
+from plyra_trace import _capture, _export, _instrument, _propagation, _runtime
+from plyra_trace._auto import AutoSpanProcessor
 from plyra_trace._capture import Redactor
 from plyra_trace._console import ConsoleTreeProcessor
 from plyra_trace._llm import warm_prices
@@ -44,7 +46,8 @@ class _AdjustableSampler(Sampler):
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
-        self._delegate = ParentBased(TraceIdRatioBased(rate))
+        root = ALWAYS_ON if rate >= 1.0 else TraceIdRatioBased(rate)  # no ratio test when all
+        self._delegate = ParentBased(root)
 
     def should_sample(
         self,
@@ -226,6 +229,9 @@ def init(
     schedule_delay_millis: int = 500,
     instrument: bool | Sequence[str] | None = None,
     flush_on_sigterm: bool = True,
+    live: bool | None = None,
+    live_delay: float = 1.0,
+    live_heartbeat: float = 5.0,
 ) -> PlyraTrace:
     """Set up tracing for ``project`` and return a handle to flush and shut it down.
 
@@ -235,6 +241,9 @@ def init(
     ``instrument`` turns on auto-instrumentation: True for every installed target, or names
     (``["openai", "anthropic", "langchain", "crewai", "ag2"]``). ``flush_on_sigterm`` exports
     queued spans when SIGTERM arrives, where the application has no SIGTERM handler of its own.
+    ``live`` announces spans still open after ``live_delay`` seconds (re-sent every
+    ``live_heartbeat`` seconds) to a plyra collector: None (default) only when the endpoint
+    answers as one, True always (OTLP/HTTP), False never. Other backends get finished spans only.
     """
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
@@ -248,11 +257,17 @@ def init(
     exporters: list[SpanExporter] = []
     if exporter is not None:
         exporters.append(exporter)
+    live_spans = None
     if url is not None:
+        from plyra_trace._live import live_processor  # protobuf encoding: only when exporting
+
+        sent_headers = _export.resolve_headers(headers, api_key)
+        live_spans = live_processor(
+            url, resolved_protocol, sent_headers, live, live_delay, live_heartbeat, timeout
+        )
+        observe = live_spans.observe if live_spans is not None else None
         exporters.append(
-            _export.otlp_exporter(
-                url, resolved_protocol, _export.resolve_headers(headers, api_key), timeout
-            )
+            _export.otlp_exporter(url, resolved_protocol, sent_headers, timeout, observe)
         )
 
     _capture.settings.configure(capture_io, max_io_chars, redact_keys, redactor)
@@ -273,11 +288,16 @@ def init(
     if not processors:
         processors.append(SpanProcessor())  # nowhere to export: spans are still made and dropped
     exporting = processors[0] if len(processors) == 1 else _Fanout(processors)
-    from plyra_trace._instrument import AutoSpanProcessor
     from plyra_trace.compat import OpenInferenceSpanProcessor
 
     pipeline = Pipeline(
-        [OpenInferenceSpanProcessor(), AutoSpanProcessor(), *(span_processors or ())], exporting
+        [
+            OpenInferenceSpanProcessor(),
+            AutoSpanProcessor(),
+            *(span_processors or ()),
+            *((live_spans,) if live_spans is not None else ()),
+        ],
+        exporting,
     )
 
     with _process.lock:
@@ -300,12 +320,12 @@ def init(
             resolved_protocol if url else None,
             pipeline,
             health,
-            _export.ExportLogGuard(url, max_queue_size),
+            _export.ExportLogGuard(url),
             provider,
         )
         _process.router.pipeline = pipeline
         _process.active = handle
-        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION))
+        _runtime.use_tracer(provider.get_tracer(_runtime.INSTRUMENTATION_NAME, VERSION), provider)
     if previous is not None:
         previous._pipeline.shutdown(timeout_millis=2_000)
         previous._closed = True
@@ -317,8 +337,6 @@ def init(
     if not logging.getLogger("plyra_trace").handlers and not logging.getLogger().handlers:
         logging.getLogger("plyra_trace").addHandler(logging.StreamHandler())
     if instrument:
-        from plyra_trace import _instrument
-
         _instrument.configure(instrument)
     return handle
 

@@ -111,9 +111,14 @@ def resolve_headers(headers: Mapping[str, str] | None, api_key: str | None) -> d
 
 
 def otlp_exporter(
-    endpoint: str, protocol: str, headers: dict[str, str], timeout: float | None
+    endpoint: str,
+    protocol: str,
+    headers: dict[str, str],
+    timeout: float | None,
+    on_response: Callable[..., None] | None = None,
 ) -> SpanExporter:
-    """The OpenTelemetry OTLP exporter for ``protocol``."""
+    """The OpenTelemetry OTLP exporter for ``protocol``; ``on_response`` sees every HTTP answer
+    (live spans learn from it whether the endpoint is a plyra collector)."""
     if protocol == GRPC:
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -132,6 +137,8 @@ def otlp_exporter(
     if os.environ.get(_SESSION_PROVIDER):  # the user brings the session
         return OTLPSpanExporter(endpoint=endpoint, headers=headers or None, timeout=timeout)
     session = _fork_safe_session()
+    if on_response is not None:
+        session.hooks["response"].append(on_response)
     return OTLPSpanExporter(
         endpoint=endpoint, headers=headers or None, timeout=timeout, session=session
     )
@@ -325,18 +332,14 @@ class _CountingQueue(collections.deque[Any]):
 
     ``appendleft`` on a full deque evicts the oldest span silently; ``evicted`` recovers the
     exact number. Puts are counted by the processor after ``emit`` (one cheap ``next`` per
-    span), takes here on the export thread.
+    span), takes by the exporter per batch as it receives it (on the one export thread), so
+    the deque's own methods stay in C.
     """
 
     def __init__(self, maxlen: int) -> None:
         super().__init__((), maxlen)
         self.put = itertools.count()
         self.taken = 0
-
-    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
-        item = super().pop()
-        self.taken += 1
-        return item
 
     def clear(self) -> None:  # the SDK clears the inherited queue in a forked child
         super().clear()
@@ -352,14 +355,16 @@ class _CountingQueue(collections.deque[Any]):
 class _AccountedBatchProcessor(BatchSpanProcessor):
     """OpenTelemetry's ``BatchSpanProcessor`` with a queue that counts what it evicts."""
 
-    def __init__(self, exporter: SpanExporter, health: ExportHealth, **options: Any) -> None:
+    def __init__(self, exporter: _CountingExporter, health: ExportHealth, **options: Any) -> None:
         super().__init__(exporter, **options)
         inner = getattr(self, "_batch_processor", None)
         current = getattr(inner, "_queue", None)
         self._counting: _CountingQueue | None = None
+        self._said_full = False
         if isinstance(current, collections.deque) and current.maxlen:
             self._counting = _CountingQueue(current.maxlen)
             inner._queue = self._counting  # type: ignore[union-attr]
+            exporter.queue = self._counting
             health._watch(self._counting)
         if hasattr(os, "register_at_fork"):
             reference = weakref.ref(health)
@@ -374,9 +379,22 @@ class _AccountedBatchProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not (span.context and span.context.trace_flags.sampled):
             return
+        counting = self._counting
+        if counting is not None and not self._said_full and len(counting) == counting.maxlen:
+            self._say_full(counting.maxlen)
         self._batch_processor.emit(span)
-        if self._counting is not None:
-            next(self._counting.put)
+        if counting is not None:
+            next(counting.put)
+
+    def _say_full(self, size: int) -> None:
+        """Said here, once per ``init()``: the SDK's own warning goes through a duplicate filter
+        that hides it when an earlier one was logged in the last 20 s."""
+        self._said_full = True
+        _safety.logger.warning(
+            "plyra_trace: export queue full at %d spans, spans are dropped; raise "
+            "max_queue_size or check the exporter (further drops are counted, not logged)",
+            size,
+        )
 
 
 class _CountingExporter(SpanExporter):
@@ -384,9 +402,14 @@ class _CountingExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, health: ExportHealth) -> None:
         self.inner = inner
+        self.queue: _CountingQueue | None = None  # the batch queue feeding it, if any
         self._health = health
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.queue is not None:
+            # Counted as the batch arrives: exact whenever no batch is being popped (a read
+            # during the pops, microseconds, may overstate drops by that batch until here).
+            self.queue.taken += len(spans)
         ok = False
         try:
             result = self.inner.export(spans)
@@ -428,18 +451,25 @@ class _SayOnce(logging.Filter):
         return True
 
 
+class _Quiet(logging.Filter):
+    """Drops the records that start with ``match``: something else reports what they say."""
+
+    def __init__(self, match: str) -> None:
+        super().__init__("plyra")
+        self._match = match
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._match)
+
+
 class ExportLogGuard:
     """Installs and removes the say-once filters on the OpenTelemetry export loggers."""
 
-    def __init__(self, endpoint: str | None, max_queue_size: int) -> None:
+    def __init__(self, endpoint: str | None) -> None:
         self._installed: list[tuple[logging.Logger, logging.Filter]] = []
-        queue_hint = (
-            f"plyra_trace: export queue full at {max_queue_size} spans, spans are dropped; "
-            "raise max_queue_size or check the exporter"
-        )
         export_hint = f"plyra_trace: cannot export to {endpoint}; is the collector running?"
         retry_hint = f"plyra_trace: {endpoint} asked to retry later; retrying as it says"
-        self._add(_QUEUE_LOGGER, _SayOnce(queue_hint, "Queue full"))
+        self._add(_QUEUE_LOGGER, _Quiet("Queue full"))  # the processor says it, and counts
         for name in _EXPORT_LOGGERS:
             self._add(name, _SayOnce(export_hint, level=logging.ERROR))
             self._add(name, _SayOnce(retry_hint, "Transient error"))

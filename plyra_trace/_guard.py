@@ -52,13 +52,31 @@ class GuardResult:
 
     def to_attributes(self) -> dict[str, Any]:
         """The ``guard.*`` attributes this result puts on its span."""
-        attributes: dict[str, Any] = {
-            sc.GUARD_POLICY: self.policy,
-            sc.GUARD_ACTION: self.action,
-            sc.GUARD_TRIGGERED: self.triggered,
-            sc.GUARD_CONFIDENCE: float(self.confidence),
-            sc.GUARD_DETAILS: encode_json(dict(self.details)),
-        }
-        if self.provider is not None:
-            attributes[sc.GUARD_PROVIDER] = self.provider
-        return attributes
+        return guard_attributes(
+            self.policy, self.action, self.triggered, self.confidence, self.details, self.provider
+        )
+
+
+def guard_attributes(
+    policy: str,
+    action: str,
+    triggered: bool,
+    confidence: float,
+    details: Mapping[str, Any],
+    provider: str | None = None,
+) -> dict[str, Any]:
+    """The ``guard.*`` attributes of one decision.
+
+    ``GuardResult`` validates before calling this; integrations call it directly because a
+    library's verdict outside ``GUARD_ACTIONS`` is recorded as it is (lower-cased), not dropped.
+    """
+    attributes: dict[str, Any] = {
+        sc.GUARD_POLICY: policy,
+        sc.GUARD_ACTION: action,
+        sc.GUARD_TRIGGERED: triggered,
+        sc.GUARD_CONFIDENCE: float(confidence),
+        sc.GUARD_DETAILS: encode_json(dict(details)),
+    }
+    if provider is not None:
+        attributes[sc.GUARD_PROVIDER] = provider
+    return attributes

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from plyra_trace import _semconv as sc
 from plyra_trace._context import scope_attributes
@@ -30,31 +31,45 @@ class SpanTransform(Protocol):
     def transform(self, span: ReadableSpan) -> ReadableSpan: ...
 
 
-class EnrichProcessor(SpanProcessor):
-    """Copies session, user, metadata and tags onto every span, and received handoffs onto the
-    first span that continues them."""
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes as a plain dict, for lookups that may miss.
 
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        scope = span.instrumentation_scope
-        if scope is None or scope.name != INSTRUMENTATION_NAME:
-            # Spans from plyra's own tracer are started with the scope attributes already (the
-            # wrapper engine, SpanBuilder and integrations pass `scope_attributes(ctx)`), which
-            # spares every decorated call a second, per-attribute validated write.
-            attributes = scope_attributes(parent_context)
-            if attributes:
-                span.set_attributes(attributes)
-        parent = span.parent
-        if parent is not None and parent.is_remote:
-            handoff = take_pending_handoff(parent_context, parent)
-            if handoff:
-                if sc.HANDOFF_TO not in handoff:
-                    receiver = (span.attributes or {}).get(sc.AGENT_NAME)
-                    if isinstance(receiver, str):
-                        handoff = {**handoff, sc.HANDOFF_TO: receiver}
-                span.set_attributes(handoff)
+    The SDK's attribute mapping answers a missing key by raising and catching a KeyError inside
+    ``get``/``in``, which costs more than its public ``copy()`` (a C-level dict copy); most
+    lookups on other libraries' spans miss.
+    """
+    attributes = span.attributes
+    if not attributes:
+        return _NO_ATTRIBUTES
+    copy = getattr(attributes, "copy", None)
+    copied = copy() if copy is not None else None
+    return copied if isinstance(copied, dict) else dict(attributes)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
+
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
+def _receive_handoff(
+    span: Span, parent_context: otel_context.Context | None, parent: SpanContext
+) -> None:
+    """Record the handoff a remote caller sent on the first span that continues it."""
+    handoff = take_pending_handoff(parent_context, parent)
+    if handoff:
+        if sc.HANDOFF_TO not in handoff:
+            receiver = (span.attributes or {}).get(sc.AGENT_NAME)
+            if isinstance(receiver, str):
+                handoff = {**handoff, sc.HANDOFF_TO: receiver}
+        span.set_attributes(handoff)
+
+
+def _does_work(processor: SpanProcessor, hook: str) -> bool:
+    """Whether ``processor``'s ``hook`` can do anything: the SDK base class's hooks do nothing
+    (unless the instance has its own), and a transform inside a pipeline hands its result to the
+    pipeline, not to a next processor (``forwards`` False)."""
+    inherited = getattr(type(processor), hook, None) is getattr(SpanProcessor, hook)
+    if inherited and hook not in getattr(processor, "__dict__", {}):
+        return False
+    return bool(getattr(processor, "forwards", True))
 
 
 ERROR_MESSAGE = "plyra.error.message"
@@ -93,32 +108,48 @@ def _with_error_message(span: ReadableSpan) -> ReadableSpan:
 
 
 class Pipeline(SpanProcessor):
-    """Enrichment, user processors and the export processor of one ``init()``."""
+    """Enrichment, user processors and the export processor of one ``init()``.
+
+    Hooks that cannot do anything (a processor's inherited no-op ``on_start``, a transform's
+    ``on_end`` with nowhere to forward) are left out when the pipeline is built, so a span pays
+    only for processors with work to do; enrichment runs inline.
+    """
 
     def __init__(self, processors: Sequence[SpanProcessor], exporting: SpanProcessor) -> None:
-        self._enrich = EnrichProcessor()
         self._processors = list(processors)
-        self._transforms = [p for p in self._processors if isinstance(p, SpanTransform)]
+        self._transforms = [p.transform for p in self._processors if isinstance(p, SpanTransform)]
         self._exporting = exporting
+        every = (*self._processors, exporting)
+        self._starts = [p.on_start for p in every if _does_work(p, "on_start")]
+        self._ends = [p.on_end for p in every if _does_work(p, "on_end")]
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            self._enrich.on_start(span, parent_context)
-            for processor in self._processors:
-                processor.on_start(span, parent_context)
-            self._exporting.on_start(span, parent_context)
+            scope = span.instrumentation_scope
+            if scope is None or scope.name != INSTRUMENTATION_NAME:
+                # Spans from plyra's own tracer are started with the scope attributes already
+                # (the wrapper engine, SpanBuilder and integrations pass them), which spares
+                # every decorated call a second, per-attribute validated write.
+                attributes = scope_attributes(parent_context)
+                if attributes:
+                    span.set_attributes(attributes)
+            parent = span.parent
+            if parent is not None and parent.is_remote:
+                _receive_handoff(span, parent_context, parent)
+            for start in self._starts:
+                start(span, parent_context)
         except Exception:
             log_once("on_start", "plyra_trace: a span processor failed in on_start")
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            if span.status.status_code is StatusCode.ERROR and not span.status.description:
+            status = span.status
+            if status.status_code is StatusCode.ERROR and not status.description:
                 span = _with_error_message(span)
             for transform in self._transforms:
-                span = transform.transform(span)
-            for processor in self._processors:
-                processor.on_end(span)
-            self._exporting.on_end(span)
+                span = transform(span)
+            for end in self._ends:
+                end(span)
         except Exception:
             log_once("on_end", "plyra_trace: a span processor failed in on_end")
 

@@ -90,6 +90,8 @@ BAGGAGE_HANDOFF: Final = (
 )
 
 IN_PROCESS: Final = "in-process"
+LIVE_HEARTBEAT: Final = "plyra.live.heartbeat_s"
+"""On live records of running spans only: the heartbeat interval (s) the sender keeps."""
 
 
 class SpanKind(StrEnum):

@@ -76,6 +76,7 @@ def parse_traceparent(lines: Sequence[str] | None) -> trace.SpanContext | None:
 
 
 def valid_tracestate_member(key: str, value: str) -> bool:
+    """Whether ``key=value`` is a list member by the current grammar."""
     return (
         _TRACESTATE_KEY.fullmatch(key) is not None
         and _TRACESTATE_VALUE.fullmatch(value) is not None

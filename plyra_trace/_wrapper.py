@@ -106,9 +106,10 @@ def _start(
         parent = otel_context.get_current()
         attributes = recipe.attributes
         scoped = scope_attributes(parent)
-        if scoped is not None or recipe.agent_name is not None or recipe.wants_input():
+        wants_input = recipe.wants_input()
+        if scoped is not None or recipe.agent_name is not None or wants_input:
             attributes = dict(attributes)
-            if scoped is not None:  # set here in one go; EnrichProcessor skips our spans
+            if scoped is not None:  # set here in one go; the pipeline skips our spans
                 attributes.update(scoped)
             if recipe.agent_name is not None:
                 caller = current_agent(parent)
@@ -116,7 +117,7 @@ def _start(
                     attributes[sc.HANDOFF_FROM] = caller
                     attributes[sc.HANDOFF_TO] = recipe.agent_name
                     attributes[sc.HANDOFF_PROTOCOL] = sc.IN_PROCESS
-            if recipe.wants_input():
+            if wants_input:
                 value, mime = _capture.encode_input(names.bind(args, kwargs))
                 attributes[sc.INPUT_VALUE] = value
                 attributes[sc.INPUT_MIME_TYPE] = mime

@@ -17,7 +17,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from plyra_trace import _semconv as sc
-from plyra_trace._processors import rebuilt
+from plyra_trace._processors import attributes_of, rebuilt
+from plyra_trace._runtime import INSTRUMENTATION_NAME
 
 _TRACELOOP_KIND: Final = "traceloop.span.kind"
 _TRACELOOP_NAME: Final = "traceloop.entity.name"
@@ -50,9 +51,15 @@ class _TransformingProcessor(SpanProcessor):
     def __init__(self, next_processor: SpanProcessor | None = None) -> None:
         self._next = next_processor
 
+    @property
+    def forwards(self) -> bool:
+        """Whether ``on_start``/``on_end`` hand spans on (inside a pipeline they need not run)."""
+        return self._next is not None
+
     def transform(self, span: ReadableSpan) -> ReadableSpan:
-        added = self.attributes_for(span.attributes or {})
-        return rebuilt(span, {**added, **(span.attributes or {})}) if added else span
+        attributes = attributes_of(span)
+        added = self.attributes_for(attributes)
+        return rebuilt(span, {**added, **attributes}) if added else span
 
     def attributes_for(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -76,11 +83,15 @@ class _TransformingProcessor(SpanProcessor):
 class OpenInferenceSpanProcessor(_TransformingProcessor):
     """Adds ``plyra.span.kind`` (and the gen_ai operation) to OpenInference spans."""
 
+    def transform(self, span: ReadableSpan) -> ReadableSpan:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == INSTRUMENTATION_NAME:
+            return span  # plyra's own spans carry both kinds or neither
+        return super().transform(span)
+
     def attributes_for(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        if sc.PLYRA_SPAN_KIND in attributes:
-            return {}
         value = attributes.get(sc.OI_SPAN_KIND)
-        if not isinstance(value, str):
+        if not isinstance(value, str) or sc.PLYRA_SPAN_KIND in attributes:
             return {}
         return dict(sc.kind_attributes(sc.plyra_kind_from_openinference(value)))
 

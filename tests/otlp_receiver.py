@@ -65,7 +65,8 @@ class OTLPReceiver:
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
                 with receiver._lock:
-                    receiver.requests.append({k.lower(): v for k, v in self.headers.items()})
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append({**headers, ":path": self.path})
                     receiver.arrivals.append(time.monotonic())
                     status, headers = (
                         receiver._script.pop(0) if receiver._script else (receiver.status, {})

@@ -50,10 +50,14 @@ def burst(count: int) -> None:
         unit(i)
 
 
-def test_a_burst_into_a_small_queue_counts_every_drop_exactly():
+@pytest.mark.parametrize("attempt", [1, 2])  # the second is said too (no 20 s duplicate filter)
+def test_a_burst_into_a_small_queue_counts_every_drop_exactly(caplog, attempt: int):
     slow = SlowExporter(delay=0.02)
     handle = plyra_trace.init("burst", exporter=slow, console=False, max_queue_size=256)
-    burst(5_000)
+    with caplog.at_level(logging.WARNING):
+        burst(5_000)
+    said = [r for r in caplog.records if "export queue full at" in r.getMessage()]
+    assert len(said) == 1 and "max_queue_size" in said[0].getMessage()
     report = handle.shutdown(timeout=20)
     status = handle.status()
     assert status.dropped_spans > 0
@@ -132,3 +136,28 @@ def test_the_otlp_exporter_waits_as_retry_after_says(busy: int):
         status = handle.status()
         assert (status.exported_spans, status.failed_exports) == (3, 0)
         handle.shutdown()
+
+
+def test_a_forked_child_keeps_its_own_books_even_if_the_parent_held_their_lock():
+    import os
+    import signal
+
+    handle = plyra_trace.init("forking", exporter=SlowExporter(), console=False)
+    burst(20)
+    assert handle.force_flush()
+    health = handle._health
+    with health._lock:  # as the export thread may hold it at the moment of a fork
+        pid = os.fork()
+        if pid == 0:  # the child: its books start empty and its lock is free
+            status = handle.status()
+            os._exit(0 if (status.exported_spans, status.queued_spans) == (0, 0) else 3)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the child deadlocked on the export books' lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert handle.status().exported_spans == 20  # the parent's books are untouched
+    handle.shutdown()

@@ -137,7 +137,7 @@ def test_dead_endpoint_costs_the_caller_nothing_and_shutdown_is_bounded(caplog):
         handle.shutdown(timeout=1.0)
         assert time.monotonic() - started < 3.0
     assert handle.dropped_spans > 0
-    queue_warnings = [r for r in caplog.records if "Queue full" in r.getMessage()]
+    queue_warnings = [r for r in caplog.records if "export queue full at" in r.getMessage()]
     assert len(queue_warnings) == 1
     assert "max_queue_size" in queue_warnings[0].getMessage()
 
@@ -286,3 +286,33 @@ def test_sigterm_exports_the_queued_spans(receiver, handler):
     code = process.wait(20)
     assert code == (-signal.SIGTERM if handler == "default" else 3)
     assert [s.name for s in receiver.spans] == ["worker"]
+
+
+def test_user_processors_see_every_span_whichever_hooks_they_define() -> None:
+    """The pipeline skips hooks that do nothing; every hook a processor defines still runs."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    seen: list[str] = []
+
+    class Starts(SpanProcessor):
+        def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+            seen.append(f"start {span.name}")
+
+    class Ends(SpanProcessor):
+        def on_end(self, span):  # type: ignore[no-untyped-def]
+            seen.append(f"end {span.name}")
+
+    per_instance = SpanProcessor()
+    per_instance.on_end = lambda span: seen.append(f"instance {span.name}")  # type: ignore[method-assign]
+    memory = InMemorySpanExporter()
+    handle = plyra_trace.init(
+        "hooks",
+        exporter=memory,
+        batch=False,
+        console=False,
+        span_processors=[Starts(), Ends(), per_instance],
+    )
+    unit_of_work(1)
+    handle.shutdown()
+    assert seen == ["start unit", "end unit", "instance unit"]
+    assert [s.name for s in memory.get_finished_spans()] == ["unit"]

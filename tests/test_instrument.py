@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import plyra_trace
-from plyra_trace import _instrument
+from plyra_trace import _auto, _instrument
 from plyra_trace import _semconv as sc
 from plyra_trace._llm import LLMUsage, cost_attributes
 
@@ -280,7 +280,7 @@ def test_llm_decorator_around_an_instrumented_call_counts_tokens_once(
     assert [s.name for s in counted] == ["ChatCompletion"]
     outer = spans["chat gpt-4o-mini"].attributes or {}
     assert outer[sc.PLYRA_SPAN_KIND] == "LLM"
-    assert outer[_instrument.USAGE_COUNTED_ON] == "child"
+    assert outer[_auto.USAGE_COUNTED_ON] == "child"
     assert sc.LLM_COST_TOTAL not in outer
     assert [(s.attributes or {})[sc.LLM_TOKENS_TOTAL] for s in counted] == [120]
 
@@ -324,7 +324,7 @@ def test_anthropic_call_has_one_span_with_tokens(exporter: InMemorySpanExporter)
     sdk = spans["anthropic.messages.create"]
     assert sdk.parent.span_id == llm.context.span_id  # type: ignore[union-attr]
     assert (sdk.attributes or {})[sc.PLYRA_SPAN_KIND] == "UNKNOWN"
-    assert (sdk.attributes or {})[_instrument.USAGE_COUNTED_ON] == "parent"
+    assert (sdk.attributes or {})[_auto.USAGE_COUNTED_ON] == "parent"
 
 
 def test_anthropic_own_span_becomes_an_llm_span_without_the_instrumentor(
@@ -578,7 +578,7 @@ def test_langchain_model_over_instrumented_openai_counts_tokens_once(
     outer = spans["_OpenAIChat"]
     assert counted[0].parent.span_id == outer.context.span_id  # type: ignore[union-attr]
     assert (outer.attributes or {})[sc.PLYRA_SPAN_KIND] == "LLM"
-    assert (outer.attributes or {})[_instrument.USAGE_COUNTED_ON] == "child"
+    assert (outer.attributes or {})[_auto.USAGE_COUNTED_ON] == "child"
 
 
 def test_langgraph_node_returning_to_itself_records_no_self_handoff(
@@ -620,7 +620,7 @@ def test_a_failing_enrichment_never_reaches_the_caller(
     def _broken(attributes: Any) -> dict[str, Any]:
         raise RuntimeError("enrichment bug")
 
-    monkeypatch.setattr(_instrument, "_llm_enrichment", _broken)
+    monkeypatch.setattr(_auto, "_llm_enrichment", _broken)
     plyra_trace.instrument("openai")
     response = _openai(_json(_CHAT)).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
@@ -760,8 +760,8 @@ def test_anthropic_own_streaming_span_is_priced(exporter: InMemorySpanExporter) 
 def test_unfinished_spans_are_remembered_only_up_to_a_bound(
     exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_instrument, "_MAX_OPEN", 3)
-    processor = _instrument.AutoSpanProcessor()
+    monkeypatch.setattr(_auto, "_MAX_OPEN", 3)
+    processor = _auto.AutoSpanProcessor()
     tracer = plyra_trace._runtime.tracer
     leaked = [
         tracer.start_span("never ended", attributes={sc.PLYRA_SPAN_KIND: "LLM"}) for _ in range(5)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import baggage, propagate, trace
 from starlette.datastructures import Headers
 
@@ -202,3 +204,23 @@ def test_hostile_repeated_lines_are_bounded(exporter):
     span_context = trace.get_current_span(ctx).get_span_context()
     # past 256 entries the carrier is cut, so the traceparent at the end is never read
     assert not span_context.is_valid
+
+
+_LINE = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(["a=1", "", " , ", "k@v=x", "@bad=1", "A=1", "b=2,,c=3", "x=" + "v" * 300]),
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["tracestate", "baggage", "TraceState"]), _LINE), max_size=40
+    )
+)
+def test_any_repeated_lines_give_a_lawful_context_or_none(exporter, lines):
+    ctx = plyra_trace.extract_context([_TP, *lines])
+    state = trace.get_current_span(ctx).get_span_context().trace_state
+    assert len(state) <= _w3c.MAX_TRACESTATE_MEMBERS
+    assert all(_w3c.valid_tracestate_member(key, state[key]) for key in state)
+    assert len(baggage.get_all(ctx)) <= _w3c.MAX_BAGGAGE_MEMBERS

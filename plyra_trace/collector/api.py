@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from plyra_trace.collector.auth import AUTHENTICATED
-from plyra_trace.collector.model import CostDimension, Page, TraceFilter, Weight
+from plyra_trace.collector.model import CostDimension, GuardFilter, Page, TraceFilter, Weight
 from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.tree import flamegraph, order_tree
 
@@ -196,7 +196,16 @@ def _filter(request: Request) -> TraceFilter:
         min_duration_ns=_clamp_ns(min_ms * 1e6) if min_ms is not None else None,
         min_cost=_float(request, "min_cost"),
         text=(_param(request, "q") or "")[:200] or None,
+        guard_policy=_param(request, "guard_policy"),
+        guard_action=_param(request, "guard_action"),
+        running=_flag(request, "running"),
+        abandoned=_flag(request, "abandoned"),
     )
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    value = _choice(request, name, ("true", "false"), None)
+    return None if value is None else value == "true"
 
 
 async def list_traces(request: Request) -> JSON:
@@ -241,7 +250,7 @@ async def trace_flamegraph(request: Request) -> JSON:
     weight = _weight(request)
     spans = await _call(_runtime(request).storage.trace_spans, [trace_id])
     if not spans:
-        return JSON({"error": "trace not found"}, status_code=404)
+        return JSON({"error": "no spans: unknown trace, or sampled out"}, status_code=404)
     return JSON(flamegraph(spans, weight))
 
 
@@ -322,6 +331,28 @@ async def get_session(request: Request) -> JSON:
     return JSON({"session_id": session, **_page(page)})
 
 
+async def guards(request: Request) -> JSON:
+    """Guard decisions by policy and action (count, agents, providers, p95 latency, recent traces),
+    a time series per policy and action, and the most blocked agents; filter by project, agent,
+    provider and time window."""
+    since, until = _window(request)
+    where = GuardFilter(
+        project=_param(request, "project"),
+        agent=_param(request, "agent"),
+        provider=_param(request, "provider"),
+        since_ns=since,
+        until_ns=until,
+    )
+    return JSON(await _call(_runtime(request).storage.guards, where, _limit(request, 100)))
+
+
+async def session_guards(request: Request) -> JSON:
+    """A session's guard decisions across all its traces and services, in time order."""
+    session = request.path_params["session_id"]
+    items = await _call(_runtime(request).storage.session_guards, session, _limit(request, 500))
+    return JSON({"session_id": session, "items": items})
+
+
 async def facets(request: Request) -> JSON:
     """Projects, services, agents and models seen in a window: the choices for each filter."""
     since, until = _window(request)
@@ -339,6 +370,13 @@ async def health(request: Request) -> JSON:
     return JSON(
         {"status": "ok", "spans": spans, "inflight_bytes": budget.held, "throttled": budget.refused}
     )
+
+
+async def sampling(request: Request) -> JSON:
+    """The active tail-sampling policy and kept, dropped and pending counts, with bytes freed."""
+    runtime = _runtime(request)
+    stats = await _call(runtime.storage.sampling_stats)
+    return JSON({"policy": runtime.config.sampling.describe(), **stats})
 
 
 async def stream(request: Request) -> StreamingResponse:
@@ -381,6 +419,9 @@ ROUTES: Final = [
     Route("/api/v1/cost", cost),
     Route("/api/v1/sessions", list_sessions),
     Route("/api/v1/sessions/{session_id}", get_session),
+    Route("/api/v1/sessions/{session_id}/guards", session_guards),
+    Route("/api/v1/guards", guards),
     Route("/api/v1/facets", facets),
+    Route("/api/v1/sampling", sampling),
     Route("/api/v1/stream", stream),
 ]

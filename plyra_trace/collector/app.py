@@ -30,7 +30,7 @@ from plyra_trace.collector.auth import (
 from plyra_trace.collector.config import CollectorConfig
 from plyra_trace.collector.hosts import HostCheckMiddleware, is_loopback
 from plyra_trace.collector.openapi import openapi
-from plyra_trace.collector.otlp_http import export_traces
+from plyra_trace.collector.otlp_http import export_live, export_traces
 from plyra_trace.collector.runtime import Runtime
 from plyra_trace.collector.session import PUBLIC_PATHS
 from plyra_trace.collector.storage import Storage, StorageUnavailable
@@ -131,6 +131,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> Starl
     routes: list[Any] = [
         *ui_routes(),
         Route("/v1/traces", export_traces, methods=["POST"]),
+        Route("/v1/live", export_live, methods=["POST"]),
         *api.ROUTES,
         *session.ROUTES,
     ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from plyra_trace.collector.sampling.policy import SamplingPolicy
 
 DEFAULT_PORT: Final = 4318
 DEFAULT_DB: Final = "plyra-trace.db"
@@ -45,3 +47,5 @@ class CollectorConfig:
     Retry-After (gRPC: UNAVAILABLE + RetryInfo)."""
     retry_after_seconds: int = 1
     """What a throttled sender is told to wait before retrying."""
+    sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
+    """Tail sampling (off by default: every trace keeps its spans; ``docs/sampling.md``)."""

@@ -56,6 +56,10 @@ class SpanRecord:
     output_mime: str | None = None
     agent_effective: str | None = None
     """The agent the span runs under (its own, else its nearest ancestor's), once derived."""
+    running: bool = False
+    """A live record of a span still open (``/v1/live``): stored apart until the span ends."""
+    heartbeat_ns: int = 0
+    """For a live record: the interval its sender re-announces it at (0 if unknown)."""
 
     @property
     def duration_ns(self) -> int:
@@ -87,6 +91,23 @@ class TraceFilter:
     min_duration_ns: int | None = None
     min_cost: float | None = None
     text: str | None = None
+    guard_policy: str | None = None
+    guard_action: str | None = None
+    running: bool | None = None
+    """True: traces with spans still running; False: traces with none."""
+    abandoned: bool | None = None
+    """True: traces with spans whose process stopped sending heartbeats."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardFilter:
+    """Which guard decisions the Guards view aggregates (None means any)."""
+
+    project: str | None = None
+    agent: str | None = None
+    provider: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

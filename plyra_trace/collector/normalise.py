@@ -47,6 +47,25 @@ _TRANSPORT_KINDS: Final = (
     (("mcp.method.name", "rpc.system"), "RPC"),
     (("db.system.name", "db.system"), "DATABASE"),
 )
+# Instrumentation scopes of web frameworks (their own tracing and OpenTelemetry's contrib
+# instrumentations of them): their spans of no agent kind and no transport are the framework's
+# internal steps (FastAPI's dependencies, endpoint and serialisation; ASGI send/receive) and are
+# labelled as such instead of UNKNOWN.
+FRAMEWORK_KIND: Final = "FRAMEWORK"
+_FRAMEWORK_SCOPES: Final = frozenset(
+    {
+        "fastapi",
+        "starlette",
+        "django",
+        "flask",
+        "opentelemetry.instrumentation.asgi",
+        "opentelemetry.instrumentation.wsgi",
+        "opentelemetry.instrumentation.fastapi",
+        "opentelemetry.instrumentation.starlette",
+        "opentelemetry.instrumentation.django",
+        "opentelemetry.instrumentation.flask",
+    }
+)
 _MODEL_KEYS: Final = (
     sc.LLM_MODEL_NAME,
     sc.GEN_AI_RESPONSE_MODEL,
@@ -116,6 +135,22 @@ class Normalised:
     message: str = ""
 
 
+def mark_running(records: Sequence[SpanRecord]) -> None:
+    """Turn normalised live records into running spans: no end, no status, no usage (a span
+    counts in totals only once finished), and the sender's heartbeat interval."""
+    for record in records:
+        beat = record.attributes.pop(sc.LIVE_HEARTBEAT, None)
+        record.running = True
+        record.heartbeat_ns = int(beat * 1e9) if isinstance(beat, int | float) and beat > 0 else 0
+        record.end_ns = record.start_ns
+        record.status, record.status_message = 0, ""
+        record.input_tokens = record.output_tokens = record.total_tokens = None
+        record.cache_read_tokens = record.cache_write_tokens = None
+        record.cost = record.cost_source = None
+        record.output_value = record.output_mime = None
+        record.events = []
+
+
 class Normaliser:
     """Normalises export requests with the limits of one collector configuration."""
 
@@ -136,13 +171,14 @@ class Normaliser:
             resource = self._attributes(resource_spans.resource.attributes)
             where = _service_and_project(resource)
             for scope_spans in resource_spans.scope_spans:
+                framework = scope_spans.scope.name in _FRAMEWORK_SCOPES
                 for span in scope_spans.spans:
                     if len(span.trace_id) != 16 or len(span.span_id) != 8:
                         bad_ids += 1
                     elif len(out.spans) >= budget:
                         over_limit += 1
                     else:
-                        out.spans.append(self.span(span, resource, where))
+                        out.spans.append(self.span(span, resource, where, framework))
         out.rejected = bad_ids + over_limit
         reasons = []
         if bad_ids:
@@ -153,9 +189,14 @@ class Normaliser:
         return out
 
     def span(
-        self, span: Span, resource: dict[str, Any], where: tuple[str, str] | None = None
+        self,
+        span: Span,
+        resource: dict[str, Any],
+        where: tuple[str, str] | None = None,
+        framework: bool = False,
     ) -> SpanRecord:
-        """One OTLP span as a SpanRecord; ``where`` is (service, project) if already known."""
+        """One OTLP span as a SpanRecord; ``where`` is (service, project) if already known,
+        ``framework`` whether a web framework's instrumentation made it."""
         attrs = self._attributes(span.attributes)
         if where is None:
             where = _service_and_project(resource)
@@ -169,7 +210,7 @@ class Normaliser:
             parent.hex() if len(parent) == 8 else None,
             span.name[:limit] or "(unnamed)",
             _OTEL_KINDS[kind] if 0 <= kind < len(_OTEL_KINDS) else "UNSPECIFIED",
-            _kind(attrs),
+            _kind(attrs, framework),
             where[0],
             where[1],
             span.start_time_unix_nano,
@@ -306,15 +347,16 @@ def _any_value(value: AnyValue, depth: int) -> Any:
     return getattr(value, which)
 
 
-def _kind(attrs: Mapping[str, Any]) -> str:
-    """The span's plyra kind or, for a span of no agent kind, the transport it carries."""
+def _kind(attrs: Mapping[str, Any], framework: bool = False) -> str:
+    """The span's plyra kind or, for a span of no agent kind, the transport it carries, or
+    FRAMEWORK for a web framework's internal step."""
     kind = _agent_kind(attrs)
     if kind is not sc.SpanKind.UNKNOWN:
         return kind.value
     for keys, transport in _TRANSPORT_KINDS:
         if any(key in attrs for key in keys):
             return transport
-    return kind.value
+    return FRAMEWORK_KIND if framework else kind.value
 
 
 def _agent_kind(attrs: Mapping[str, Any]) -> sc.SpanKind:

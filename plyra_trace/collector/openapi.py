@@ -173,14 +173,25 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "TraceSummary": _fields(
         "trace_id:str root_span_id:str? root_name:str root_service:str? complete:bool"
         f" project:str? services:strs agents:strs span_count:int error_count:int {_USAGE}"
-        f" unpriced_count:int {_TIMING} session_id:str? user_id:str?",
+        f" unpriced_count:int {_TIMING} session_id:str? user_id:str? sampled:bool?"
+        " running:bool abandoned:bool",
         "trace_id root_name status start_ns end_ns duration_ns span_count",
+        kept_because={
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "why tail sampling kept the trace's spans (e.g. error, guard:block)",
+        },
         status={"type": "string", "enum": list(api.STATUSES)},
     ),
     "TracePage": _page_of("TraceSummary"),
+    "Sampling": _fields(
+        "policy:obj kept:int dropped:int pending:int spans_dropped:int bytes_saved:int",
+        "policy kept dropped pending spans_dropped bytes_saved",
+    ),
     "Span": _fields(
         f"trace_id:str span_id:str parent_id:str? name:str kind:str otel_kind:str service:str"
-        f" {_TIMING} agent:str? model:str? {_USAGE} attributes:obj depth:int order:int",
+        f" start_ns:int end_ns:int? duration_ns:int agent:str? model:str? {_USAGE}"
+        " attributes:obj depth:int order:int running:bool abandoned:bool last_heartbeat_ns:int",
         "trace_id span_id parent_id name kind start_ns end_ns duration_ns",
         status={"type": "integer", "description": "0 unset, 1 ok, 2 error"},
     ),
@@ -346,6 +357,12 @@ _TRACE_FILTERS: Final = [
     text("q", "Text in the root's or any span's name (first 200 characters)"),
     text("guard_policy", "Only traces with a guard decision under this policy"),
     text("guard_action", "Only traces with a guard decision of this action (allow, block...)"),
+    enum("running", ("true", "false"), "Only traces with (true) or without (false) running spans"),
+    enum(
+        "abandoned",
+        ("true", "false"),
+        "Only traces with (true) or without (false) spans whose process stopped sending heartbeats",
+    ),
 ]
 _TRACE_ID: Final = path_id("id", api.TRACE_ID_PATTERN, "Trace id (32 hex digits)")
 _WEIGHT: Final = enum(
@@ -359,6 +376,11 @@ _OTLP: Final = {  # ExportTraceServiceRequest in, ExportTraceServiceResponse out
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("POST", "/v1/traces"): Operation(
         ok={"description": "Stored; partial_success counts rejected spans", "content": _OTLP},
+        request_body={"required": True, "content": _OTLP},
+        responses=errors("413", "415", **{"400": "OtlpBadRequest", "503": "OtlpUnavailable"}),
+    ),
+    ("POST", "/v1/live"): Operation(
+        ok={"description": "Stored (records of spans still running)", "content": _OTLP},
         request_body={"required": True, "content": _OTLP},
         responses=errors("413", "415", **{"400": "OtlpBadRequest", "503": "OtlpUnavailable"}),
     ),
@@ -411,6 +433,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         [path_text("session_id", "Session id"), *page(50)], ok("SessionTraces"), errors("400")
     ),
     ("GET", "/api/v1/facets"): Operation(window(), ok("Facets"), errors("400")),
+    ("GET", "/api/v1/sampling"): Operation([], ok("Sampling")),
     ("GET", "/api/v1/guards"): Operation(
         [
             text("project", "Project"),
@@ -475,7 +498,8 @@ def _operation(route: Route, method: str) -> Schema:
 
 
 def openapi(routes: Sequence[BaseRoute]) -> dict[str, Any]:
-    """The OpenAPI document for the JSON API under /api/v1 and OTLP ingest at POST /v1/traces."""
+    """The OpenAPI document for the JSON API under /api/v1 and OTLP ingest at POST /v1/traces
+    (and /v1/live)."""
     paths: dict[str, Any] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.path.startswith(("/api/", "/v1/")):

@@ -1,4 +1,5 @@
-"""POST /v1/traces: OTLP/HTTP in protobuf or JSON (optionally gzip), acknowledged after commit.
+"""POST /v1/traces: OTLP/HTTP in protobuf or JSON (optionally gzip), acknowledged after commit;
+POST /v1/live takes records of spans still running the same way (sent by the plyra SDK).
 
 Bodies are held against the in-flight budget (``backpressure.py``): a declared Content-Length is
 checked before a byte is read, a streamed body chunk by chunk, an inflated body by its new size;
@@ -10,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Final
 
 from google.protobuf.json_format import MessageToJson  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from plyra_trace._version import VERSION
 from plyra_trace.collector.backpressure import THROTTLED_REASON, InflightBudget
 from plyra_trace.collector.ingest import JSON, PROTOBUF, IngestError, decode, inflate, media_type
 from plyra_trace.collector.model import SpanRecord
-from plyra_trace.collector.normalise import Normalised
+from plyra_trace.collector.normalise import Normalised, mark_running
 from plyra_trace.collector.runtime import Runtime
+
+IDENTITY: Final = {"x-plyra-collector": VERSION}
+"""Names this collector in every OTLP answer: the SDK turns live spans on when it sees it."""
 
 
 class _Throttled(Exception):
@@ -44,10 +50,20 @@ class _Hold:
 
 async def export_traces(request: Request) -> Response:
     """Decode, normalise and store one OTLP export; answer with OTLP's (partial) success."""
+    return await _ingest(request, live=False)
+
+
+async def export_live(request: Request) -> Response:
+    """Live records of spans still open (OTLP spans without an end time), sent by the plyra SDK
+    while they run; stored apart from finished spans, which always replace them."""
+    return await _ingest(request, live=True)
+
+
+async def _ingest(request: Request, live: bool) -> Response:
     runtime: Runtime = request.app.state.runtime
     hold = _Hold(runtime.budget)
     try:
-        return await _export(request, runtime, hold)
+        return await _export(request, runtime, hold, live)
     except _Throttled:
         runtime.budget.give_back(hold.size)
         hold.size = 0
@@ -58,7 +74,7 @@ async def export_traces(request: Request) -> Response:
         runtime.budget.give_back(hold.size)
 
 
-async def _export(request: Request, runtime: Runtime, hold: _Hold) -> Response:
+async def _export(request: Request, runtime: Runtime, hold: _Hold, live: bool) -> Response:
     kind = media_type(request.headers.get("content-type"))
     try:
         if kind not in (PROTOBUF, JSON):
@@ -77,6 +93,8 @@ async def _export(request: Request, runtime: Runtime, hold: _Hold) -> Response:
 
     def _prepare() -> list[SpanRecord]:
         outcome.append(runtime.normaliser.request(export))
+        if live:
+            mark_running(outcome[0].spans)
         return outcome[0].spans
 
     future = runtime.writer.submit(_prepare)
@@ -93,8 +111,8 @@ async def _export(request: Request, runtime: Runtime, hold: _Hold) -> Response:
         reply.partial_success.rejected_spans = normalised.rejected
         reply.partial_success.error_message = normalised.message
     if kind == JSON:
-        return Response(MessageToJson(reply, indent=None), media_type=JSON)
-    return Response(reply.SerializeToString(), media_type=PROTOBUF)
+        return Response(MessageToJson(reply, indent=None), media_type=JSON, headers=IDENTITY)
+    return Response(reply.SerializeToString(), media_type=PROTOBUF, headers=IDENTITY)
 
 
 async def _read_body(request: Request, limit: int, hold: _Hold) -> bytes:

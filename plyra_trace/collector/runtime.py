@@ -11,6 +11,7 @@ from plyra_trace.collector.events import Broadcaster
 from plyra_trace.collector.normalise import Normaliser
 from plyra_trace.collector.pricing import Pricer
 from plyra_trace.collector.retention import Retention
+from plyra_trace.collector.sampling.decider import Decider
 from plyra_trace.collector.storage import Storage, open_storage
 from plyra_trace.collector.writer import Writer
 
@@ -27,6 +28,7 @@ class Runtime:
     budget: InflightBudget
     keys: KeyGate
     retention: Retention | None = None
+    decider: Decider | None = None
 
     @classmethod
     def start(cls, config: CollectorConfig, storage: Storage | None = None) -> Runtime:
@@ -45,12 +47,18 @@ class Runtime:
             retention = Retention(storage, config.retention_days)
         budget = InflightBudget(config.max_inflight_bytes)
         keys = KeyGate(storage, always=config.require_keys)
+        decider = Decider.launch(storage, config.sampling)
         normaliser = Normaliser(config, pricer)
-        return cls(config, storage, normaliser, writer, broadcaster, budget, keys, retention)
+        return cls(
+            config, storage, normaliser, writer, broadcaster, budget, keys, retention, decider
+        )
 
     def stop(self) -> None:
-        """Stop retention, commit queued spans, stop the writer, close storage."""
+        """Stop retention and sampling decisions, commit queued spans, stop the writer, close
+        storage."""
         if self.retention is not None:
             self.retention.stop()
+        if self.decider is not None:
+            self.decider.stop()
         self.writer.stop()
         self.storage.close()

@@ -6,7 +6,7 @@ transaction, and the result is right whichever span of the trace arrived last.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -43,8 +43,12 @@ def repeats_parent_usage(span: Row, parent: Row | None) -> bool:
 _NO_USAGE: Final = {"input_tokens": None, "output_tokens": None, "total_tokens": None, "cost": None}
 
 
-def derive(trace_id: str, spans: Sequence[Row]) -> TraceDerivation:
-    """Summarise one trace; ``spans`` need the hot columns of :class:`SpanRecord`."""
+def derive(trace_id: str, spans: Sequence[Row], running: Collection[str] = ()) -> TraceDerivation:
+    """Summarise one trace; ``spans`` need the hot columns of :class:`SpanRecord`.
+
+    Spans whose ids are in ``running`` (still open) place the root and pass their agent down,
+    but count in no total, usage roll-up or handoff edge until they finish.
+    """
     by_id = {span["span_id"]: span for span in spans}
     spans = [
         {**span, **_NO_USAGE}
@@ -67,13 +71,17 @@ def derive(trace_id: str, spans: Sequence[Row]) -> TraceDerivation:
     for root in roots:
         _walk(root, None, children, agents, subtree_cost)
     root = roots[0] if roots else spans[0]
-    summary = _summary(trace_id, spans, root, agents)
+    done = [span for span in spans if span["span_id"] not in running] if running else spans
+    summary = _summary(trace_id, spans, root, agents)  # running spans carry no usage
+    summary["span_count"] = len(done)
+    summary["running_spans"] = len(spans) - len(done)
+    summary["running"] = len(done) < len(spans)
     handoffs = [
         _handoff(trace_id, span, by_id, agents, subtree_cost)
-        for span in spans
+        for span in done
         if span["handoff_to"] is not None
     ]
-    usage = _usage(trace_id, spans, agents)
+    usage = _usage(trace_id, done, agents)
     return TraceDerivation(summary=summary, agents=agents, handoffs=handoffs, usage=usage)
 
 

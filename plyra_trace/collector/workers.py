@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from plyra_trace.collector.app import create_app
 from plyra_trace.collector.config import CollectorConfig
+from plyra_trace.collector.sampling.policy import SamplingPolicy
 
 ENV: Final = "PLYRA_COLLECTOR_CONFIG"
 FACTORY: Final = "plyra_trace.collector.workers:app"
@@ -30,4 +31,6 @@ def export_config(config: CollectorConfig) -> None:
 def app() -> Starlette:
     """The collector app of one worker process (uvicorn calls this in each worker)."""
     sys.setswitchinterval(0.001)
-    return create_app(CollectorConfig(**json.loads(os.environ[ENV])))
+    settings = json.loads(os.environ[ENV])
+    settings["sampling"] = SamplingPolicy(**settings["sampling"])
+    return create_app(CollectorConfig(**settings))

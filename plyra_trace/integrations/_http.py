@@ -340,6 +340,10 @@ class ServerExchange:
                 self.first_byte_ns = time.monotonic_ns()
 
     def _stream_attributes(self) -> dict[str, Any]:
+        """Chunk count and time to first byte of a streamed body; none for a body sent in one
+        chunk, whose first byte is its last (the span's duration already says when that was)."""
+        if self.chunks == 1:
+            return {}
         attributes: dict[str, Any] = {CHUNKS: self.chunks}
         if self.first_byte_ns is not None:
             attributes[TIME_TO_FIRST_BYTE] = (self.first_byte_ns - self.start_ns) / 1e6
@@ -348,7 +352,9 @@ class ServerExchange:
     def body_done(self) -> None:
         """Record stream attributes on a span another library owns, before it ends it."""
         if not self.owned:
-            self.span.set_attributes(self._stream_attributes())
+            attributes = self._stream_attributes()
+            if attributes:
+                self.span.set_attributes(attributes)
 
     def fail(self, error: BaseException) -> None:
         """Record an exception that escaped the application (the server answers 500 if it

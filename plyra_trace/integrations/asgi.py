@@ -43,6 +43,9 @@ class PlyraMiddleware:
     ``excluded_urls`` are path regexes left untraced (health checks). ``trust_incoming=False``
     (public endpoints) starts a new trace linked to the caller's and drops incoming baggage.
     ``capture_headers`` lists request/response headers recorded as span attributes.
+    ``framework_spans=False`` turns off FastAPI's operation spans (``fastapi.dependencies``,
+    ``fastapi.endpoint``, ``fastapi.serialization``, ``fastapi.background_task``) for every
+    request through the middleware, leaving the request's SERVER span and the agents' spans.
     """
 
     def __init__(
@@ -53,9 +56,11 @@ class PlyraMiddleware:
         excluded_urls: str | Iterable[str] | None = None,
         trust_incoming: bool = True,
         capture_headers: Iterable[str] | None = None,
+        framework_spans: bool = True,
     ) -> None:
         self.app = app
         self._settings = ServerSettings(agent_name, excluded_urls, trust_incoming, capture_headers)
+        self._framework_spans = framework_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -66,6 +71,8 @@ class PlyraMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = _open(self._settings, scope)
+        if not self._framework_spans:
+            _without_operation_spans(scope)
         if exchange is None:
             await self.app(scope, receive, send)
             return
@@ -121,14 +128,14 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
                 else {}
             )
             names = _http.context_header_names()[0]
-            has_context = any(key in names for key, _ in headers)
-            joined = ServerExchange.join(settings, existing, headers, dict(extra), has_context)
+            carrier = [(key, value) for key, value in headers if key in names]
+            joined = ServerExchange.join(settings, existing, carrier, dict(extra), bool(carrier))
             scope[_EXCHANGE] = joined
             return joined
-        method, attributes, has_context = _request_attributes(scope, path)
+        method, attributes, carrier = _request_attributes(scope, path)
         if settings.allow:
             attributes.update(_http.header_attributes("request", headers, settings.allow))
-        exchange = ServerExchange.start(settings, headers, method, attributes, has_context)
+        exchange = ServerExchange.start(settings, carrier, method, attributes, bool(carrier))
         # Any FastAPI app inside steps aside for this request: its span would be a second one.
         scope.setdefault(_FASTAPI_TELEMETRY, None)
         scope[_EXCHANGE] = exchange
@@ -136,6 +143,22 @@ def _open(settings: ServerSettings, scope: Scope) -> ServerExchange | None:
     except Exception:
         log_once("asgi.start", "plyra_trace: could not trace an ASGI request; it runs untraced")
         return None
+
+
+def _without_operation_spans(scope: Scope) -> None:
+    """Turn FastAPI's operation spans off for this request only.
+
+    FastAPI (0.16x) opens them through the tracer on its per-request telemetry object (the scope's
+    ``"fastapi.telemetry"``, also the one its context holds); ``FastAPI(telemetry=
+    {"operation_spans": False})`` is what leaves that tracer unset. Unsetting it here is the same
+    switch for one request, so no span is made and dropped, and the app's config is untouched.
+    """
+    telemetry = scope.get(_FASTAPI_TELEMETRY)
+    if telemetry is not None and getattr(telemetry, "tracer", None) is not None:
+        try:
+            telemetry.tracer = None
+        except Exception:
+            log_once("asgi.framework-spans", "plyra_trace: could not turn FastAPI's spans off")
 
 
 def _existing_server_span(scope: Scope) -> Span | None:
@@ -146,9 +169,11 @@ def _existing_server_span(scope: Scope) -> Span | None:
     return None
 
 
-def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], bool]:
-    """The span-name method and start attributes of an ASGI request, and whether any of its
-    headers carries trace context."""
+def _request_attributes(
+    scope: Scope, path: str
+) -> tuple[str, dict[str, Any], list[tuple[Any, Any]]]:
+    """The span-name method and start attributes of an ASGI request, and its headers that carry
+    trace context, in order (all the propagators read; the rest need not be normalised)."""
     websocket = scope.get("type") == "websocket"
     scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
     attributes: dict[str, Any]
@@ -167,7 +192,7 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         attributes[_http.URL_QUERY] = _http.redact_query(bytes(query).decode("latin-1"))
     host = user_agent = None
     context_names = _http.context_header_names()[0]
-    has_context = False
+    carrier: list[tuple[Any, Any]] = []
     for key, value in scope.get("headers") or ():
         if key == b"host":
             if host is None:
@@ -175,8 +200,8 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         elif key == b"user-agent":
             if user_agent is None:
                 user_agent = bytes(value).decode("latin-1")
-        elif not has_context and key in context_names:
-            has_context = True
+        elif key in context_names:
+            carrier.append((key, value))
     if host is None and scope.get("server"):
         server = scope["server"]
         host = f"{server[0]}:{server[1]}" if len(server) > 1 and server[1] else str(server[0])
@@ -188,7 +213,7 @@ def _request_attributes(scope: Scope, path: str) -> tuple[str, dict[str, Any], b
         attributes[_http.CLIENT_ADDRESS] = str(client[0])
         if len(client) > 1 and client[1] is not None:
             attributes[_http.CLIENT_PORT] = int(client[1])
-    return method, attributes, has_context
+    return method, attributes, carrier
 
 
 def _route_template(scope: Scope, root_path: str) -> str | None:

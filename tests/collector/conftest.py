@@ -225,6 +225,14 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.database()
 
 
+def another_store(request: pytest.FixtureRequest, tmp_path: Path, db: str) -> str:
+    """A second empty store of the same kind as ``db`` (to compare two collectors)."""
+    if db.startswith("postgresql"):
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server.database()
+    return str(tmp_path / "another.db")
+
+
 @pytest.fixture
 def collector(tmp_path: Path, db: str) -> Iterator[Collector]:
     running = start_collector(tmp_path, db=db)

@@ -8,9 +8,12 @@ import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from plyra_trace.__main__ import main
+from plyra_trace.collector.storage import is_postgres
+from plyra_trace.collector.storage._migrate import LATEST
 from tests.collector.conftest import make_request, make_span, start_collector, stop_collector, tid
 
 DATA = Path(__file__).parent / "data"
@@ -34,6 +37,13 @@ def test_retention_deletes_old_traces_at_start_up_and_keeps_fresh_ones(tmp_path,
         running.wait(lambda: running.api.get(f"/api/v1/traces/{tid(900)}").status_code == 404)
         assert running.trace(tid(901))["root_name"] == "fresh"
         assert running.get("/api/v1/health")["spans"] == 1
+        if is_postgres(db):  # the old day went as whole partitions
+            with psycopg.connect(db) as conn:
+                old_day = time.strftime("%Y%m%d", time.gmtime((now - 3 * DAY_NS) // 10**9))
+                found = conn.execute(
+                    "SELECT relname FROM pg_class WHERE relname LIKE %s", (f"%_d{old_day}",)
+                ).fetchall()
+            assert found == []
         assert running.get("/api/v1/cost", by="model")["items"] == []
         # Ingest goes on after retention, also for days it dropped.
         running.send(make_span(902, 1, "late", base_ns=now))
@@ -94,7 +104,8 @@ def test_a_0_3_0_database_opens_with_everything_intact(tmp_path):
     finally:
         stop_collector(running)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,)
+        assert conn.execute("SELECT COUNT(*) FROM guards").fetchone() == (0,)  # added by v3
         keys = dict(conn.execute("SELECT key_id, revoked_ns IS NULL FROM api_keys").fetchall())
         assert keys == {"abc123def456": 1, "0123456789ab": 0}
         stored = conn.execute("SELECT secret_hash FROM api_keys WHERE key_id = 'abc123def456'")

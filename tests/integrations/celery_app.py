@@ -25,6 +25,7 @@ import plyra_trace
 from plyra_trace.integrations.celery import instrument
 
 WRITE, SOFT, HARD, DIE, BLOCK = "ca.write", "ca.soft", "ca.hard", "ca.die", "ca.block"
+SLOW = "ca.slow"
 
 
 def make_app(folder: str | None, redis_url: str | None = None) -> Celery:
@@ -111,3 +112,15 @@ def block(self: Any) -> None:
     if FOLDER:
         Path(FOLDER, f"started-{self.request.id}").write_text("")
     time.sleep(30)
+
+
+@plyra_trace.agent(name="slow-writer")
+def slow_writer(seconds: float) -> str:
+    time.sleep(seconds)
+    return "drafted"
+
+
+@app.task(name=SLOW, shared=False)
+def slow(seconds: float) -> str:
+    """A long run: the live-span test watches it while it runs."""
+    return slow_writer(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -125,6 +126,15 @@ def browser(chromium: Any, seeded: Seeded) -> Iterator[Browser]:
     origin = seeded.collector.url
     leaving = [url for url in state.requests if not url.startswith(origin + "/")]
     assert leaving == [], f"requests left {origin}: {leaving}"
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where page screenshots go (PLYRA_UI_ARTIFACTS, else a pytest temp directory)."""
+    target = os.environ.get("PLYRA_UI_ARTIFACTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("ui-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def wait_until(predicate: Any, timeout: float = 15.0) -> Any:

@@ -47,15 +47,6 @@ def _shot(page: Any, artifacts: Path, name: str, docs: bool = False) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"ui-{name}.png"))
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where page screenshots go (PLYRA_UI_ARTIFACTS, else a pytest temp directory)."""
-    target = os.environ.get("PLYRA_UI_ARTIFACTS")
-    path = Path(target) if target else tmp_path_factory.mktemp("ui-artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _wait_js(page: Any, expression: str, timeout: float = 15) -> None:
     """Poll a page expression until truthy (the page's CSP forbids Playwright's eval-based wait)."""
     wait_until(lambda: page.evaluate(expression), timeout)

@@ -14,12 +14,14 @@ from typing import Protocol
 
 from plyra_trace.collector.model import (
     CostDimension,
+    GuardFilter,
     Page,
     Row,
     SpanRecord,
     TraceFilter,
     WriteResult,
 )
+from plyra_trace.collector.sampling.decide import Decision, TraceFacts
 
 
 class Storage(Protocol):
@@ -61,6 +63,17 @@ class Storage(Protocol):
         limit: int,
     ) -> list[str]:
         """Newest traces whose root is named ``root_name`` and/or which contain ``agent``."""
+        ...
+
+    def guards(self, where: GuardFilter, limit: int) -> Row:
+        """Guard decisions per (policy, action) with count, agents, providers, p95 latency and
+        recent trace ids (``items``); counts per time bucket (``series``, ``bucket_ns``, over
+        ``since_ns``..``until_ns``); and the
+        agents with the most blocks (``blocked_agents``)."""
+        ...
+
+    def session_guards(self, session_id: str, limit: int) -> list[Row]:
+        """A session's guard decisions across its traces and services, in time order."""
         ...
 
     def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:
@@ -108,6 +121,30 @@ class Storage(Protocol):
     def watch(self, on_write: Callable[[WriteResult], None]) -> None:
         """Call ``on_write`` (on a background thread) for writes other processes committed to
         this store, so every replica's live stream shows every replica's spans."""
+        ...
+
+    # --- tail sampling (plyra_trace.collector.sampling decides; the store only keeps state) ---
+    def enable_sampling(self) -> None:
+        """From now on, traces seen for the first time wait for a sampling decision."""
+        ...
+
+    def pending_decisions(self, now_ns: int, wait_ns: int, limit: int) -> list[TraceFacts]:
+        """Undecided traces whose last span was stored at least ``wait_ns`` before ``now_ns``,
+        oldest first, with the facts the decision reads."""
+        ...
+
+    def sticky_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Those of ``session_ids`` that hold a trace kept for a problem."""
+        ...
+
+    def apply_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Record decisions in one transaction; a dropped trace loses its span rows and payloads
+        (keeping summary, usage, handoffs and a skeleton). A decision whose trace received a span
+        since ``seen_ns`` (or was decided elsewhere) is skipped. Returns how many were applied."""
+        ...
+
+    def sampling_stats(self) -> Row:
+        """Counts of kept, dropped and pending traces, spans dropped and bytes freed (estimate)."""
         ...
 
     def count_spans(self) -> int:

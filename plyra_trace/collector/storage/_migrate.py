@@ -33,14 +33,36 @@ def _v2(conn: Connection) -> None:
 
 
 def _v3(conn: Connection) -> None:
-    """0.4 -> 0.5: hourly roll-ups (per dimension value and per handoff edge), built from the
-    stored traces."""
+    """The guard decisions table (the Guards view); decisions stored from here on."""
+    t.guards.create(conn, checkfirst=True)
+
+
+def _v4(conn: Connection) -> None:
+    """Tail sampling: per-trace sampling state and the decision counts."""
+    for table in (t.trace_sampling, t.sampling_stats):
+        table.create(conn, checkfirst=True)
+
+
+def _v5(conn: Connection) -> None:
+    """Live spans: the table of spans still running."""
+    t.live_spans.create(conn, checkfirst=True)
+
+
+def _v6(conn: Connection) -> None:
+    """Hourly roll-ups (per dimension value and per handoff edge), built from the stored
+    traces."""
     for table in t.ROLLUP_TABLES:
         table.create(conn, checkfirst=True)
     _rollups.backfill(conn)
 
 
-STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = ((2, _v2), (3, _v3))
+STEPS: Final[tuple[tuple[int, Callable[[Connection], None]], ...]] = (
+    (2, _v2),
+    (3, _v3),
+    (4, _v4),
+    (5, _v5),
+    (6, _v6),
+)
 """(version reached, step) in order; version 1 is the 0.3.0 layout."""
 LATEST: Final = STEPS[-1][0]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -29,10 +30,18 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from plyra_trace.collector.model import CostDimension, Page, Row, TraceFilter
-from plyra_trace.collector.storage import StorageUnavailable
+from plyra_trace.collector.guards import bucket_ns
+from plyra_trace.collector.model import CostDimension, GuardFilter, Page, Row, TraceFilter
+from plyra_trace.collector.sampling.decide import TraceFacts
+from plyra_trace.collector.storage import StorageUnavailable, _sampling
 from plyra_trace.collector.storage import _tables as t
-from plyra_trace.collector.storage._dialect import PG_TRACE_LOCKS, distinct_list, isum
+from plyra_trace.collector.storage._dialect import (
+    PG_TRACE_LOCKS,
+    distinct_list,
+    isum,
+    p95,
+    p95_value,
+)
 from plyra_trace.collector.storage._rollups import (
     EDGE_MEASURES,
     TRACE_DIMENSIONS,
@@ -57,7 +66,27 @@ _SUMMED: Final = (
     "unpriced",
 )
 _HOT: Final = [c for c in t.spans.c if c.name != "attributes"]
-_RETENTION_TABLES: Final = (t.spans, t.span_payloads, t.handoffs, t.usage, t.traces)
+_RETENTION_TABLES: Final = (
+    t.spans,
+    t.span_payloads,
+    t.live_spans,
+    t.handoffs,
+    t.usage,
+    t.guards,
+    t.trace_sampling,
+    t.traces,
+)
+_SAMPLED: Final = t.traces.outerjoin(
+    t.trace_sampling, t.trace_sampling.c.trace_id == t.traces.c.trace_id
+)
+"""Traces with their tail-sampling state (none for traces stored while sampling was off)."""
+_WITH_SAMPLING: Final = (
+    t.traces,
+    t.trace_sampling.c.trace_id.is_not(None).label("tracked"),
+    t.trace_sampling.c.sampled,
+    t.trace_sampling.c.kept_because,
+)
+_RECENT_TRACES: Final = 5  # trace ids listed per Guards row
 
 
 def encode_cursor(start_ns: int, key: str) -> str:
@@ -96,7 +125,47 @@ def _uses(column: Any, value: str) -> ColumnElement[bool]:
 
 
 def _trace_row(row: Row) -> Row:
-    row["complete"] = bool(row["complete"])
+    for flag in ("complete", "running", "abandoned"):
+        if flag in row:
+            row[flag] = bool(row[flag])
+    if "tracked" in row:
+        # Untracked traces (stored while sampling was off) are kept; tracked ones say their
+        # decision: True kept, False spans sampled out, None pending.
+        sampled = row.pop("sampled")
+        row["sampled"] = None if row.pop("tracked") and sampled is None else sampled != 0
+        reasons = row.pop("kept_because")
+        row["kept_because"] = json.loads(reasons) if reasons else None
+    return row
+
+
+def _has_live(now: int, abandoned: bool) -> ColumnElement[bool]:
+    """The trace has a live span that is still running (or, ``abandoned``, whose heartbeats
+    stopped: its deadline passed)."""
+    live = t.live_spans.c
+    due = live.deadline_ns < now if abandoned else live.deadline_ns >= now
+    return exists().where(live.trace_id == t.traces.c.trace_id, due)
+
+
+def _summaries(now: int) -> Select[Any]:
+    """Trace summary rows with their tail-sampling state and their ``running`` and
+    ``abandoned`` flags (computed now)."""
+    return select(
+        *_WITH_SAMPLING,
+        _has_live(now, False).label("running"),
+        _has_live(now, True).label("abandoned"),
+    ).select_from(_SAMPLED)
+
+
+def _live_row(row: Row, now: int) -> Row:
+    """A live record as the API shows a span: no end yet, ``running`` or ``abandoned`` (its
+    heartbeats stopped) with the last heartbeat time; ``duration_ns`` is the time so far."""
+    seen, deadline = row.pop("last_seen_ns"), row.pop("deadline_ns")
+    abandoned = deadline < now
+    row["end_ns"] = None
+    row["duration_ns"] = max(0, (seen if abandoned else now) - row["start_ns"])
+    row["running"] = not abandoned
+    row["abandoned"] = abandoned
+    row["last_heartbeat_ns"] = seen
     return row
 
 
@@ -123,7 +192,9 @@ class SqlReads:
 
     def _rows(self, statement: Any) -> list[Row]:
         with self._guard(), self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(statement).mappings()]
+            result = conn.execute(statement)
+            names = list(result.keys())
+            return [dict(zip(names, row, strict=True)) for row in result.all()]
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -150,17 +221,30 @@ class SqlReads:
             clauses.append(_uses(t.usage.c.service, where.service))
         if where.agent is not None:
             clauses.append(_uses(t.usage.c.agent, where.agent))
+        if where.guard_policy is not None or where.guard_action is not None:
+            g = t.guards.c
+            decided = [g.trace_id == tr.trace_id]
+            if where.guard_policy is not None:
+                decided.append(g.policy == where.guard_policy)
+            if where.guard_action is not None:
+                decided.append(g.action == where.guard_action)
+            clauses.append(exists().where(*decided))
         if where.text:
             named = exists().where(
                 t.spans.c.trace_id == tr.trace_id,
                 t.spans.c.name.icontains(where.text, autoescape=True),
             )
             clauses.append(or_(tr.root_name.icontains(where.text, autoescape=True), named))
+        now = time.time_ns()
+        for wanted, abandoned in ((where.running, False), (where.abandoned, True)):
+            if wanted is not None:
+                flag = _has_live(now, abandoned)
+                clauses.append(flag if wanted else ~flag)
         if cursor:
             start, key = decode_cursor(cursor)
             clauses.append(or_(tr.start_ns < start, and_(tr.start_ns == start, tr.trace_id < key)))
         statement = (
-            select(t.traces)
+            _summaries(now)
             .where(*clauses)
             .order_by(tr.start_ns.desc(), tr.trace_id.desc())
             .limit(limit + 1)
@@ -170,7 +254,8 @@ class SqlReads:
 
     def get_trace(self, trace_id: str) -> Row | None:
         """Summary plus every span (hot columns and attributes), ordered by start time."""
-        found = self._rows(select(t.traces).where(t.traces.c.trace_id == trace_id))
+        now = time.time_ns()
+        found = self._rows(_summaries(now).where(t.traces.c.trace_id == trace_id))
         if not found:
             return None
         trace = _trace_row(found[0])
@@ -179,6 +264,13 @@ class SqlReads:
             .where(t.spans.c.trace_id == trace_id)
             .order_by(t.spans.c.start_ns, t.spans.c.span_id)
         )
+        live = t.live_spans.c
+        running = self._rows(
+            select(t.live_spans)
+            .where(live.trace_id == trace_id)
+            .order_by(live.start_ns, live.span_id)
+        )
+        trace["spans"] += [_live_row(row, now) for row in running]
         return trace
 
     def get_span(self, trace_id: str, span_id: str) -> Row | None:
@@ -201,13 +293,27 @@ class SqlReads:
             )
             .where(s.c.trace_id == trace_id, s.c.span_id == span_id)
         )
-        rows = self._rows(statement)
+        rows = self._rows(statement) or self._live_span(trace_id, span_id)
         if not rows:
             return None
         span = rows[0]
         span["resource"] = span["resource"] or {}
         span["events"] = span["events"] or []
         return span
+
+    def _live_span(self, trace_id: str, span_id: str) -> list[Row]:
+        """A running span as :meth:`get_span` shows one (no output or events yet)."""
+        live, r = t.live_spans, t.resources
+        rows = self._rows(
+            select(live, r.c.attributes.label("resource"))
+            .select_from(live.outerjoin(r, r.c.resource_id == live.c.resource_id))
+            .where(live.c.trace_id == trace_id, live.c.span_id == span_id)
+        )
+        now = time.time_ns()
+        return [
+            {**_live_row(row, now), "events": [], "output_value": None, "output_mime": None}
+            for row in rows
+        ]
 
     def trace_spans(self, trace_ids: Sequence[str]) -> list[Row]:
         """Hot columns of all spans of the given traces."""
@@ -322,6 +428,122 @@ class SqlReads:
                         }
                     )
         return {"nodes": nodes, "edges": edges}
+
+    def guards(self, where: GuardFilter, limit: int) -> Row:
+        """Guard decisions per policy and action, a time series of them and the most blocked agents.
+
+        The agent of a decision is its span's effective agent (kept current as traces grow).
+        """
+        g, s = t.guards.c, t.spans.c
+        clauses = between(g.start_ns, where.since_ns, where.until_ns)
+        for column, value in ((g.project, where.project), (s.agent, where.agent)):
+            if value is not None:
+                clauses.append(column == value)
+        if where.provider is not None:
+            clauses.append(g.provider == where.provider)
+        decisions = (
+            select(g.policy, g.action, g.provider, g.duration_ns, g.start_ns, g.trace_id, s.agent)
+            .select_from(
+                t.guards.join(t.spans, and_(s.trace_id == g.trace_id, s.span_id == g.span_id))
+            )
+            .where(*clauses)
+            .subquery("d")
+        )
+        d = decisions.c
+        count = func.count()
+        items = self._rows(
+            select(
+                d.policy,
+                d.action,
+                count.label("count"),
+                distinct_list(d.agent).label("agents"),
+                distinct_list(d.provider).label("providers"),
+                func.max(d.start_ns).label("last_ns"),
+                p95(d.duration_ns).label("p95_ns"),
+            )
+            .group_by(d.policy, d.action)
+            .order_by(count.desc(), d.policy, d.action)
+            .limit(limit)
+        )
+        rank = (
+            func.row_number()
+            .over(partition_by=(d.policy, d.action), order_by=d.start_ns.desc())
+            .label("n")
+        )
+        ranked = select(d.policy, d.action, d.trace_id, rank).subquery("r")
+        recent: dict[tuple[str, str], list[str]] = {}
+        for row in self._rows(
+            select(ranked.c.policy, ranked.c.action, ranked.c.trace_id)
+            .where(ranked.c.n <= _RECENT_TRACES * 4)
+            .order_by(ranked.c.policy, ranked.c.action, ranked.c.n)
+        ):
+            ids = recent.setdefault((row["policy"], row["action"]), [])
+            if row["trace_id"] not in ids and len(ids) < _RECENT_TRACES:
+                ids.append(row["trace_id"])
+        for item in items:
+            item["p95_ns"] = p95_value(item["p95_ns"])
+            item["agents"] = sorted(a for a in item["agents"] or () if a is not None)
+            item["providers"] = sorted(p for p in item["providers"] or () if p is not None)
+            item["trace_ids"] = recent.get((item["policy"], item["action"]), [])
+            item["trace_id"] = item["trace_ids"][0] if item["trace_ids"] else None
+        (extent,) = self._rows(
+            select(func.min(d.start_ns).label("first"), func.max(d.start_ns).label("last"))
+        )
+        width = start = end = None
+        series: list[Row] = []
+        if extent["first"] is not None:
+            start = where.since_ns if where.since_ns is not None else extent["first"]
+            end = where.until_ns if where.until_ns is not None else extent["last"] + 1
+            width = bucket_ns(start, end)
+            bucket = (d.start_ns - d.start_ns % width).label("t_ns")
+            series = self._rows(
+                select(d.policy, d.action, bucket, func.count().label("count"))
+                .group_by(d.policy, d.action, bucket)
+                .order_by(bucket, d.policy, d.action)
+            )
+        blocks = func.count()
+        blocked = self._rows(
+            select(d.agent, blocks.label("count"))
+            .where(d.action == "block", d.agent.is_not(None))
+            .group_by(d.agent)
+            .order_by(blocks.desc(), d.agent)
+            .limit(10)
+        )
+        return {
+            "items": items,
+            "series": series,
+            "bucket_ns": width,
+            "since_ns": start,
+            "until_ns": end,
+            "blocked_agents": blocked,
+        }
+
+    def session_guards(self, session_id: str, limit: int) -> list[Row]:
+        """The guard decisions of a session's traces (every service), in the order they began."""
+        g, s, tr = t.guards.c, t.spans.c, t.traces.c
+        statement = (
+            select(
+                g.trace_id,
+                g.span_id,
+                g.start_ns,
+                g.duration_ns,
+                g.service,
+                g.policy,
+                g.action,
+                g.provider,
+                s.agent,
+                s.name,
+            )
+            .select_from(
+                t.traces.join(t.guards, g.trace_id == tr.trace_id).join(
+                    t.spans, and_(s.trace_id == g.trace_id, s.span_id == g.span_id)
+                )
+            )
+            .where(tr.session_id == session_id)
+            .order_by(g.start_ns, g.span_id)
+            .limit(limit)
+        )
+        return self._rows(statement)
 
     def cost_breakdown(
         self, by: CostDimension, since_ns: int | None, until_ns: int | None, limit: int
@@ -486,8 +708,34 @@ class SqlReads:
         """Summary rows of the given traces (what the live stream announces)."""
         if not trace_ids:
             return []
-        statement = select(t.traces).where(t.traces.c.trace_id.in_(list(trace_ids)))
+        statement = _summaries(time.time_ns()).where(t.traces.c.trace_id.in_(list(trace_ids)))
         return [_trace_row(r) for r in self._rows(statement)]
+
+    # --- tail sampling (the decision: plyra_trace.collector.sampling) ---------------------------
+    sample_new = False
+    """Whether traces seen for the first time wait for a sampling decision (the writes read it)."""
+
+    def enable_sampling(self) -> None:
+        """From now on, traces seen for the first time wait for a sampling decision."""
+        self.sample_new = True
+
+    def pending_decisions(self, now_ns: int, wait_ns: int, limit: int) -> list[TraceFacts]:
+        """Undecided traces whose last span was stored ``wait_ns`` before ``now_ns``."""
+        rows = self._rows(_sampling.pending_statement(now_ns, wait_ns, limit))
+        return [_sampling.facts(row) for row in rows]
+
+    def sticky_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Sessions among ``session_ids`` holding a trace kept for a problem."""
+        if not session_ids:
+            return set()
+        rows = self._rows(_sampling.sticky_statement(sorted(set(session_ids))))
+        return {row["session_id"] for row in rows}
+
+    def sampling_stats(self) -> Row:
+        """Kept, dropped and pending traces, spans dropped and bytes freed (estimate)."""
+        found = self._rows(_sampling.stats_statement())
+        stats = found[0] if found else _sampling.empty_stats()
+        return {**stats, **self._rows(_sampling.pending_statement_count())[0]}
 
     # --- retention ----------------------------------------------------------------------------
     def _expired_ids(self, conn: Connection, cutoff_ns: int, max_traces: int) -> list[str]:

@@ -1,9 +1,11 @@
 """The collector's tables, defined once for both stores (SQLAlchemy Core).
 
 Hot span rows, cold span payloads, resources, trace summaries, handoff edges, a usage roll-up per
-trace, API keys and a one-row metadata table holding the schema version. PostgreSQL differences
-live here as dialect options: span rows and payloads are range-partitioned by day on ``start_ns``
-(so retention drops whole partitions), attributes are JSONB. On SQLite the same tables match the
+trace, guard decisions, tail-sampling state, running spans, API keys and a one-row metadata
+table holding the schema version.
+PostgreSQL differences live here as dialect options: span rows and payloads are
+range-partitioned by day on ``start_ns`` (so retention drops whole partitions), attributes are
+JSONB. On SQLite the same tables match the
 0.3.0 file layout, so an old file only gains what later versions added (see ``_migrate``).
 """
 
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -186,6 +189,24 @@ usage: Final = Table(
 Index("usage_trace", usage.c.trace_id, usage.c.agent)
 Index("usage_start", usage.c.start_ns)
 
+guards: Final = Table(
+    "guards",
+    metadata,
+    Column("trace_id", Text, primary_key=True),
+    Column("span_id", Text, primary_key=True),
+    _int("start_ns", False),
+    _int("duration_ns", False),
+    _text("project", False),
+    _text("service", False),
+    _text("policy", False),
+    _text("action", False),
+    _text("provider"),
+    sqlite_with_rowid=False,
+)
+"""One row per guard decision (a GUARD span with ``guard.action``): what the Guards view reads."""
+Index("guards_start", guards.c.start_ns)
+Index("guards_policy", guards.c.policy, guards.c.action, guards.c.start_ns)
+
 
 def _measures(*names: str) -> list[Column[int]]:
     return [Column(name, _NS, nullable=False) for name in names]
@@ -247,6 +268,58 @@ api_keys: Final = Table(
     _int("revoked_ns"),
 )
 
+trace_sampling: Final = Table(
+    "trace_sampling",
+    metadata,
+    Column("trace_id", Text, primary_key=True),
+    Column("sampled", Integer),
+    Column("sticky", Integer, nullable=False),
+    _text("kept_because"),
+    _text("marks", False),
+    _int("seen_ns", False),
+    _int("span_bytes", False),
+    Column("skeleton", LargeBinary),
+)
+"""Tail sampling state of each trace first seen while sampling was on (``docs/sampling.md``):
+``sampled`` NULL (pending), 1 (kept) or 0 (spans dropped; ``skeleton`` keeps the columns its
+summary is derived from, until a decision keeps the trace), ``sticky`` (kept for a problem: its
+session's later traces are kept too), ``kept_because`` and ``marks`` (JSON lists of reasons),
+``seen_ns`` (when its latest span was stored) and ``span_bytes`` (estimated size of its spans).
+Traces without a row are kept."""
+Index(
+    "trace_sampling_due",
+    trace_sampling.c.seen_ns,
+    sqlite_where=trace_sampling.c.sampled.is_(None),
+    postgresql_where=trace_sampling.c.sampled.is_(None),
+)
+
+sampling_stats: Final = Table(
+    "sampling_stats",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    _int("kept", False),
+    _int("dropped", False),
+    _int("spans_dropped", False),
+    _int("bytes_saved", False),
+)
+"""One row (id 1): decisions taken since sampling started and the bytes they freed (estimate)."""
+
+live_spans: Final = Table(
+    "live_spans",
+    metadata,
+    *(column._copy() for column in spans.columns),
+    _text("input_value"),
+    _text("input_mime"),
+    _int("last_seen_ns", False),
+    _int("deadline_ns", False),
+    PrimaryKeyConstraint("trace_id", "span_id"),
+    sqlite_with_rowid=False,
+)
+"""Spans still running (live records): the span columns (``end_ns`` = ``start_ns`` until they
+end), the input known at start, when the last record arrived, and when the span counts as
+abandoned (its sender's heartbeats stopped). A finished span deletes its row. Not partitioned."""
+Index("live_spans_deadline", live_spans.c.deadline_ns)
+
 plyra_meta: Final = Table(
     "plyra_meta",
     metadata,
@@ -260,6 +333,9 @@ SPAN_COLUMNS: Final = tuple(c.name for c in spans.columns)
 TRACE_COLUMNS: Final = tuple(c.name for c in traces.columns)
 USAGE_COLUMNS: Final = tuple(c.name for c in usage.columns)
 HANDOFF_COLUMNS: Final = tuple(c.name for c in handoffs.columns)
+GUARD_COLUMNS: Final = tuple(c.name for c in guards.columns)
+SAMPLING_COLUMNS: Final = tuple(c.name for c in trace_sampling.columns)
+LIVE_COLUMNS: Final = tuple(c.name for c in live_spans.columns)
 DERIVE_COLUMNS: Final = (
     "trace_id",
     "span_id",

@@ -22,17 +22,18 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from sqlalchemy import Table, create_engine, make_url, text
+from sqlalchemy import Table, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
 
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
-from plyra_trace.collector.storage import StorageUnavailable, mask_url
+from plyra_trace.collector.sampling.decide import Decision
+from plyra_trace.collector.storage import StorageUnavailable, _sampling, mask_url
 from plyra_trace.collector.storage import _tables as t
 from plyra_trace.collector.storage._dialect import PG_TRACE_LOCKS
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads, is_connection_error
 from plyra_trace.collector.storage._rollups import upsert_sql
-from plyra_trace.collector.storage._write import Conflict, write_batch
+from plyra_trace.collector.storage._write import Conflict, KnownResources, write_batch
 
 _log = logging.getLogger(__name__)
 DAY_NS: Final = 86_400 * 10**9
@@ -46,10 +47,10 @@ _KEYS: Final = {
     "span_payloads": ("trace_id", "span_id", "start_ns"),
     "traces": ("trace_id",),
     "handoffs": ("trace_id", "span_id"),
+    "guards": ("trace_id", "span_id"),
     "resources": ("resource_id",),
+    "trace_sampling": ("trace_id",),
 }
-_DROP_LOCK_TIMEOUT: Final = "150ms"
-"""How long dropping a partition may wait for its lock (ingest queues behind that wait)."""
 
 
 def _partition_name(table: Table, day: int) -> str:
@@ -87,11 +88,14 @@ class PostgresStorage(SqlReads):
         self._origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._days: set[int] = set()
         self._days_lock = threading.Lock()
+        self._resources = KnownResources()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         try:
             with self.engine.begin() as conn:
                 migrate(conn)
+            self.engine.dispose()  # later connections are made by _connected, with staging
+            event.listen(self.engine, "connect", _connected)
         except Exception as error:
             self.engine.dispose()
             if is_connection_error(error):
@@ -112,18 +116,30 @@ class PostgresStorage(SqlReads):
             try:
                 with self._transaction() as conn:
                     cursor = _raw(conn).cursor(row_factory=dict_row)
-                    result = write_batch(_PgOps(cursor), spans)
+                    result = write_batch(_PgOps(self._resources, cursor), spans, self.sample_new)
                     ids = [trace["trace_id"] for trace in result.traces[:_NOTIFY_IDS]]
                     payload = json.dumps({"o": self._origin, "n": result.spans, "t": ids})
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                self._resources.committed()
                 return result
             except psycopg.errors.CheckViolation:
                 # A partition this process thought it had was dropped (retention elsewhere).
                 if attempt == 2:
                     raise
+            finally:
+                self._resources.pending.clear()
                 with self._days_lock:
                     self._days.clear()
         raise AssertionError("unreachable")
+
+    def apply_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Record sampling decisions under the same per-trace locks as writes, so a decision and
+        a span of its trace arriving at another replica serialise."""
+        if not decisions:
+            return 0
+        with self._transaction() as conn:
+            _PgOps(self._resources, _raw(conn).cursor()).lock(sorted(d.trace_id for d in decisions))
+            return _sampling.apply(conn, decisions)
 
     def _ensure_days(self, days: set[int]) -> None:
         with self._days_lock:
@@ -155,10 +171,12 @@ class PostgresStorage(SqlReads):
         return len(ids)
 
     def _drop_one_partition(self, cutoff_ns: int) -> bool:
+        """Detach (concurrently: ingest keeps writing) and drop one expired day partition."""
         rows = self._rows(
             text(
-                "SELECT c.relname AS name FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+                "SELECT c.relname AS name, p.relname AS parent, i.inhdetachpending AS pending"
+                " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " JOIN pg_class p ON p.oid = i.inhparent"
                 " WHERE p.relname IN ('spans', 'span_payloads') ORDER BY c.relname"
             )
         )
@@ -166,14 +184,19 @@ class PostgresStorage(SqlReads):
             day = _partition_day(row["name"])
             if day is None or (day + 1) * DAY_NS > cutoff_ns:
                 continue
-            try:
-                with self._transaction() as conn:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_DROP_LOCK_TIMEOUT}'")
-                    conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{row["name"]}"')
-            except Exception as error:
-                if "lock timeout" not in str(error):
-                    raise
-                return False  # busy: the row-by-row step runs instead, the drop next time
+            mode = "FINALIZE" if row["pending"] else "CONCURRENTLY"
+            with self._guard(), self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE {row["parent"]} DETACH PARTITION "{row["name"]}" {mode}'
+                    )
+                except Exception as error:
+                    if is_connection_error(error):
+                        raise
+                    _log.info("partition %s: %s (another replica?)", row["name"], error)
+                    return False
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{row["name"]}"')
             with self._days_lock:
                 self._days.discard(day)
             return True
@@ -219,6 +242,18 @@ class PostgresStorage(SqlReads):
         self.engine.dispose()
 
 
+def _connected(dbapi: psycopg.Connection[Any], _record: Any) -> None:
+    """Give a new connection its staging tables: rows that may already exist are COPYed there,
+    then merged with ``INSERT ... ON CONFLICT`` (temporary, emptied at each commit)."""
+    for table in _KEYS:
+        dbapi.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+                sql.Identifier(f"_stage_{table}"), sql.Identifier(table)
+            )
+        )
+    dbapi.commit()
+
+
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
     raw = conn.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
@@ -240,9 +275,9 @@ def _scrub(rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Any]]:
 class _PgOps:
     """:class:`~plyra_trace.collector.storage._write.WriteOps` on a psycopg cursor (COPY)."""
 
-    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+    def __init__(self, known: KnownResources, cursor: psycopg.Cursor[Row]) -> None:
         self._cursor = cursor
-        self._staged: set[str] = set()
+        self.new_resource = known.new_resource
 
     def lock(self, trace_ids: Sequence[str]) -> None:
         self._cursor.execute(PG_TRACE_LOCKS, (list(trace_ids),))
@@ -270,13 +305,6 @@ class _PgOps:
         target = sql.Identifier(table.name)
         if conflict != "none":
             target = sql.Identifier(f"_stage_{table.name}")
-            if target.as_string() not in self._staged:
-                self._cursor.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-                    ).format(target, sql.Identifier(table.name))
-                )
-                self._staged.add(target.as_string())
         with self._cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
             for row in _scrub(rows):
                 copy.write_row(row)

@@ -25,12 +25,18 @@ from sqlalchemy import URL, Table, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 from plyra_trace.collector.model import Row, SpanRecord, WriteResult
+from plyra_trace.collector.sampling.decide import Decision
+from plyra_trace.collector.storage import _sampling
 from plyra_trace.collector.storage._migrate import migrate
 from plyra_trace.collector.storage._queries import SqlReads
 from plyra_trace.collector.storage._rollups import upsert_sql
-from plyra_trace.collector.storage._write import Conflict, write_batch
+from plyra_trace.collector.storage._write import Conflict, KnownResources, write_batch
 
-_INSERT: Final = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "none": "INSERT"}
+_INSERT: Final = {
+    "replace": "INSERT OR REPLACE",
+    "ignore": "INSERT OR IGNORE",
+    "none": "INSERT OR REPLACE",  # costs nothing without a conflict, and is safe if one occurs
+}
 _IN_IDS: Final = "trace_id IN (SELECT value FROM json_each(?))"
 _BUSY_MS: Final = 30_000
 _CHECKPOINT_WAIT_MS: Final = 200
@@ -57,6 +63,9 @@ def _engine(path: str, synchronous: str) -> Engine:
         dbapi.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a process crash (kill -9); FULL also survives power loss.
         dbapi.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        # Debian's SQLite zeroes deleted content by default, which doubles the pages a delete
+        # writes (sampled-out spans); FAST zeroes only where that costs no extra I/O.
+        dbapi.execute("PRAGMA secure_delete = FAST")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -82,6 +91,7 @@ class SQLiteStorage(SqlReads):
         """Truncating checkpoints run and how many of them found readers in the way."""
         self.engine = _engine(path, synchronous)
         self._write_lock = threading.Lock()
+        self._resources = KnownResources()
         self._writer = self.engine.connect().execution_options(sqlite_immediate=True)
         with self._writer.begin():
             migrate(self._writer)
@@ -90,11 +100,28 @@ class SQLiteStorage(SqlReads):
         """Insert spans, recompute their traces and handoffs, commit; all or nothing."""
         if not spans:
             return WriteResult()
+        with self._write_lock:
+            try:
+                with self._guard(), self._writer.begin():
+                    result = write_batch(
+                        _SQLiteOps(self._resources, self._raw().cursor()), spans, self.sample_new
+                    )
+                self._resources.committed()
+            finally:
+                self._resources.pending.clear()
+            with self._guard():
+                self._bound_wal()
+            return result
+
+    def apply_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Record sampling decisions (dropping sampled-out spans) in one write transaction."""
+        if not decisions:
+            return 0
         with self._write_lock, self._guard():
             with self._writer.begin():
-                result = write_batch(_SQLiteOps(self._raw().cursor()), spans)
+                applied = _sampling.apply(self._writer, decisions)
             self._bound_wal()
-            return result
+            return applied
 
     def _raw(self) -> sqlite3.Connection:
         raw = self._writer.connection.dbapi_connection
@@ -148,8 +175,9 @@ class SQLiteStorage(SqlReads):
 class _SQLiteOps:
     """:class:`~plyra_trace.collector.storage._write.WriteOps` on a raw sqlite3 cursor."""
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, known: KnownResources, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+        self.new_resource = known.new_resource
 
     def lock(self, trace_ids: Sequence[str]) -> None:
         """``BEGIN IMMEDIATE`` already holds the database's one write lock."""

@@ -1,8 +1,9 @@
 // plyra-trace web UI: hash routes, pages, live updates from the collector's SSE stream.
 // Everything that comes from spans is rendered as text (see dom.js); nothing is parsed as HTML.
-import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, signIn, signOut } from "./dom.js";
+import { api, append, clear, el, fmtCost, fmtDuration, fmtInt, fmtTime, kindBadge, KINDS, liveBadge, signIn, signOut } from "./dom.js";
 import { Flamegraph } from "./flame.js";
 import { drawGraph } from "./graph.js";
+import { guardsPage, sessionGuards } from "./guards.js";
 import { Waterfall } from "./waterfall.js";
 
 const view = document.getElementById("view");
@@ -104,7 +105,7 @@ function navigateQuiet(path, params) {
   history.replaceState(null, "", href(path, params));
 }
 
-const PAGES = { traces: tracesPage, trace: tracePage, agents: agentsPage, flame: flamePage, cost: costPage, sessions: sessionsPage, session: sessionPage };
+const PAGES = { traces: tracesPage, trace: tracePage, agents: agentsPage, flame: flamePage, cost: costPage, guards: (_parts, params) => guardsPage(view, params, { href, link, table, windowSelect, onLive }), sessions: sessionsPage, session: sessionPage };
 
 async function route() {
   for (const cleanup of cleanups) cleanup();
@@ -182,14 +183,49 @@ function table(headers, rows, cls = "") {
   return el("table", { class: `grid ${cls}` }, el("thead", null, el("tr", null, headers.map(th))), el("tbody", null, rows));
 }
 
+// ---- tail sampling (docs/sampling.md) -------------------------------------------------------------
+const SAMPLED_OUT = "spans not kept by tail sampling; the summary, tokens and cost are exact";
+/** A marker for a trace whose spans were sampled out, or why a sampled trace was kept. */
+function samplingMark(t) {
+  if (t.sampled === false) return el("span", { class: "sampled-out", title: SAMPLED_OUT }, "sampled out");
+  if (t.kept_because && t.kept_because.length) return el("span", { class: "kept-because", title: "kept by tail sampling because" }, `kept: ${t.kept_because.join(", ")}`);
+  return null;
+}
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = Math.max(0, n || 0);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+/** Kept, dropped and pending counts and the storage freed; empty while sampling never ran. */
+async function samplingPanel() {
+  const s = await api("/api/v1/sampling");
+  if (!s.policy.active && !s.kept && !s.dropped && !s.pending) return null;
+  const rate = s.policy.active ? `ordinary traces kept at ${s.policy.sample_rate}` : "sampling off";
+  return el(
+    "div",
+    { class: "sampling-panel", "aria-label": "tail sampling" },
+    el("strong", null, "Tail sampling"),
+    el("span", null, rate),
+    el("span", { dataset: { count: "kept" } }, `${fmtInt(s.kept)} kept`),
+    el("span", { dataset: { count: "dropped" } }, `${fmtInt(s.dropped)} sampled out`),
+    el("span", { dataset: { count: "pending" } }, `${fmtInt(s.pending)} deciding`),
+    el("span", { title: "estimate of span rows and payloads removed" }, `${fmtBytes(s.bytes_saved)} saved`),
+  );
+}
+
 function traceRow(t) {
   const open = () => (window.location.hash = href(`/trace/${t.trace_id}`));
   return el(
     "tr",
-    { class: `clickable${t.status === "error" ? " error" : ""}`, dataset: { traceId: t.trace_id }, on: { click: (e) => { if (e.target.tagName !== "A") open(); } } },
+    { class: `clickable${t.status === "error" ? " error" : ""}`, dataset: { traceId: t.trace_id, sampled: String(t.sampled) }, on: { click: (e) => { if (e.target.tagName !== "A") open(); } } },
     el("td", { class: "nowrap" }, fmtTime(t.start_ns)),
-    el("td", null, link(`/trace/${t.trace_id}`, null, t.root_name), t.complete ? null : el("span", { class: "muted", title: "root span not received yet" }, " (partial)")),
-    el("td", null, statusBadge(t.status)),
+    el("td", null, link(`/trace/${t.trace_id}`, null, t.root_name), t.complete ? null : el("span", { class: "muted", title: "root span not received yet" }, " (partial)"), t.sampled === false ? samplingMark(t) : null),
+    el("td", { class: "nowrap" }, statusBadge(t.status), liveBadge(t)),
     el("td", { class: "num" }, fmtDuration(t.duration_ns)),
     el("td", { class: "num" }, fmtInt(t.span_count)),
     el("td", { class: "num" }, fmtInt(t.total_tokens)),
@@ -201,7 +237,7 @@ function traceRow(t) {
 const TRACE_HEADERS = ["Start", "Root", "Status", "Duration", "Spans", "Tokens", "Cost", "Agents", "Services"];
 
 // ---- Traces -------------------------------------------------------------------------------------
-const FILTERS = [["q", "search names"], ["service", "service"], ["agent", "agent"], ["session", "session"], ["user", "user"], ["min_duration_ms", "min ms"], ["min_cost", "min $"]];
+const FILTERS = [["q", "search names"], ["service", "service"], ["agent", "agent"], ["session", "session"], ["user", "user"], ["guard_policy", "guard policy"], ["guard_action", "guard action"], ["min_duration_ms", "min ms"], ["min_cost", "min $"]];
 
 async function tracesPage(_parts, params) {
   const state = Object.fromEntries(params.entries());
@@ -212,12 +248,14 @@ async function tracesPage(_parts, params) {
     form.append(inputs[name]);
   }
   inputs.status = el("select", { name: "status", "aria-label": "status" }, [["", "any status"], ["ok", "ok"], ["error", "error"]].map(([v, l]) => el("option", { value: v, selected: state.status === v }, l)));
+  inputs.state = el("select", { name: "state", "aria-label": "running state" }, [["", "any state"], ["running", "running"], ["abandoned", "never finished"]].map(([v, l]) => el("option", { value: v, selected: state.state === v }, l)));
   inputs.last = windowSelect(state.last || "", () => apply());
-  form.append(inputs.status, inputs.last, el("button", { type: "submit" }, "Filter"));
+  form.append(inputs.status, inputs.state, inputs.last, el("button", { type: "submit" }, "Filter"));
   const tbody = el("tbody");
   const more = el("button", { type: "button", class: "more", hidden: true }, "Load more");
   const count = el("span", { class: "muted" });
-  view.append(el("h1", null, "Traces ", count), form, el("table", { class: "grid traces" }, el("thead", null, el("tr", null, TRACE_HEADERS.map(th))), tbody), more);
+  const sampling = el("div");
+  view.append(el("h1", null, "Traces ", count), sampling, form, el("table", { class: "grid traces" }, el("thead", null, el("tr", null, TRACE_HEADERS.map(th))), tbody), more);
 
   let cursor = null;
   function filters() {
@@ -230,13 +268,17 @@ async function tracesPage(_parts, params) {
     window.location.hash = href("/traces", f);
   }
   async function load(append_ = false) {
-    const page = await api("/api/v1/traces", { ...filters(), limit: 50, cursor: append_ ? cursor : null });
+    const { state: running, ...query } = filters();
+    if (running) query[running] = "true"; // running=true or abandoned=true
+    const page = await api("/api/v1/traces", { ...query, limit: 50, cursor: append_ ? cursor : null });
     if (!append_) clear(tbody);
     for (const t of page.items) tbody.append(traceRow(t));
     cursor = page.next_cursor;
     more.hidden = !cursor;
     count.textContent = `${tbody.children.length}${cursor ? "+" : ""}`;
     if (!tbody.children.length) tbody.append(el("tr", null, el("td", { colspan: "9", class: "muted" }, "No traces yet. Point plyra_trace.init(endpoint=...) at this collector.")));
+    clear(sampling);
+    append(sampling, [await samplingPanel()]);
   }
   more.addEventListener("click", () => load(true));
   await load();
@@ -256,6 +298,7 @@ async function tracePage(parts, params) {
     "div",
     { class: "summary" },
     statusBadge(trace.status),
+    liveBadge(trace),
     el("span", null, fmtTime(trace.start_ns)),
     el("span", null, `duration ${fmtDuration(trace.duration_ns)}`),
     el("span", null, `${fmtInt(trace.span_count)} spans`),
@@ -265,7 +308,13 @@ async function tracePage(parts, params) {
     trace.user_id ? el("span", null, `user ${trace.user_id}`) : null,
     tags(trace.agents, "agent-tag"),
     tags(trace.services, "svc"),
+    samplingMark(trace),
   );
+  if (trace.sampled === false) {
+    const note = "The span details of this trace were sampled out by the collector's tail sampling. Its summary, tokens and cost above are exact; the agents graph and cost pages count it.";
+    view.append(el("h1", { class: "trace-title" }, trace.root_name), summary, el("p", { class: "sampled-note" }, note));
+    return;
+  }
   const tabs = el(
     "div",
     { class: "tabs", role: "tablist" },
@@ -312,9 +361,12 @@ async function tracePage(parts, params) {
   view.dataset.renderMs = String(Math.round(performance.now() - started));
   // Spans of this trace still arriving (late services, long runs): redraw when it changes.
   let refresh = null;
+  const open = trace.spans.filter((s) => s.end_ns === null).length;
   const onTrace = (kind, data) => {
     if (kind !== "trace" || !data || data.trace_id !== traceId || refresh) return;
-    if (data.span_count === trace.span_count && data.end_ns === trace.end_ns) return;
+    // Unchanged unless spans finished, the trace grew, or spans started running (live spans).
+    const started = data.running_spans !== undefined && data.running_spans !== open;
+    if (data.span_count === trace.span_count && data.end_ns === trace.end_ns && !started) return;
     refresh = setTimeout(route, 1000);
   };
   listeners.add(onTrace);
@@ -373,7 +425,8 @@ async function renderPanel(panel, traceId, hot) {
     el("h2", { class: "span-title" }, kindBadge(span.kind), " ", span.name),
     kv([
       ["status", span.status === 2 ? `error ${span.status_message || ""}` : span.status === 1 ? "ok" : "unset"],
-      ["duration", fmtDuration(span.duration_ns)],
+      ["duration", span.end_ns === null ? `${fmtDuration(span.duration_ns)} so far` : fmtDuration(span.duration_ns)],
+      ["state", span.abandoned ? `never finished (heartbeats stopped; last ${fmtTime(span.last_heartbeat_ns)})` : span.running ? "running" : null],
       ["start", fmtTime(span.start_ns)],
       ["service", span.service],
       ["agent", span.agent],
@@ -682,6 +735,7 @@ async function sessionPage(parts) {
       return row;
     }), "traces"),
   );
+  append(view, [await sessionGuards(sessionId, { link })]);
 }
 
 connectStream();

@@ -82,11 +82,21 @@ export function fmtTime(ns) {
 }
 
 /** A consistent colour per span kind (CSS custom properties, so both themes agree). */
-export const KINDS = ["AGENT", "TOOL", "GUARD", "LLM", "CHAIN", "RETRIEVER", "ROUTER", "EMBEDDING", "RERANKER", "EVALUATOR", "PROMPT", "HTTP", "MESSAGING", "RPC", "DATABASE", "UNKNOWN"];
+export const KINDS = ["AGENT", "TOOL", "GUARD", "LLM", "CHAIN", "RETRIEVER", "ROUTER", "EMBEDDING", "RERANKER", "EVALUATOR", "PROMPT", "HTTP", "MESSAGING", "RPC", "DATABASE", "FRAMEWORK", "UNKNOWN"];
 
 export function kindColor(kind) {
   const name = KINDS.includes(kind) ? kind : "UNKNOWN";
   return getComputedStyle(document.documentElement).getPropertyValue(`--kind-${name}`).trim() || "#888";
+}
+
+/** "running" for a span or trace still open, "never finished" for one whose process stopped
+ *  sending heartbeats (with the time of the last one); null otherwise. */
+export function liveBadge(item) {
+  if (item.abandoned) {
+    const last = item.last_heartbeat_ns ? ` · last heartbeat ${fmtTime(item.last_heartbeat_ns)}` : "";
+    return el("span", { class: "live-badge abandoned", title: `heartbeats stopped: the process is gone${last}` }, "never finished");
+  }
+  return item.running ? el("span", { class: "live-badge running", title: "still running" }, "running") : null;
 }
 
 export function kindBadge(kind) {

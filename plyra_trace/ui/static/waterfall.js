@@ -1,6 +1,6 @@
 // The trace waterfall: a collapsible span tree with timing bars, virtualised (only rows in view
 // exist in the DOM), so traces with tens of thousands of spans stay responsive.
-import { el, fmtDuration, kindBadge, kindColor } from "./dom.js";
+import { el, fmtDuration, fmtTime, kindBadge, kindColor, liveBadge } from "./dom.js";
 
 const ROW = 26;
 const OVERSCAN = 12;
@@ -13,13 +13,16 @@ export class Waterfall {
     this.collapsed = new Set();
     this.selected = null;
     this.t0 = this.spans.reduce((m, s) => Math.min(m, s.start_ns), Infinity);
-    const tEnd = this.spans.reduce((m, s) => Math.max(m, s.end_ns), this.t0);
-    this.total = Math.max(1, tEnd - this.t0);
+    // Running spans grow from what the collector measured when the trace was fetched.
+    this.fetched = performance.now();
+    this.running = this.spans.some((s) => s.running);
+    this.measure();
     this.byId = new Map(this.spans.map((s) => [s.span_id, s]));
     this.hasChildren = this.spans.map((s, i) => i + 1 < this.spans.length && this.spans[i + 1].depth > s.depth);
     this.index = new Map(this.spans.map((s, i) => [s.span_id, i]));
 
-    const axis = el("div", { class: "wf-axis" }, el("div", { class: "wf-name" }, `${this.spans.length} spans`), this.ticks());
+    this.tickRow = this.ticks();
+    const axis = el("div", { class: "wf-axis" }, el("div", { class: "wf-name" }, `${this.spans.length} spans`), this.tickRow);
     this.body = el("div", { class: "wf-body", tabindex: "0", "aria-label": "waterfall" });
     this.spacer = el("div", { class: "wf-spacer" });
     this.body.append(this.spacer);
@@ -29,10 +32,31 @@ export class Waterfall {
     this.onResize = () => this.schedule();
     window.addEventListener("resize", this.onResize);
     this.refresh();
+    if (this.running) this.timer = setInterval(() => this.grow(), 250);
   }
 
   destroy() {
     window.removeEventListener("resize", this.onResize);
+    clearInterval(this.timer);
+  }
+
+  /** Duration of a span now: running spans have grown since the fetch. */
+  duration(span) {
+    return span.running ? span.duration_ns + (performance.now() - this.fetched) * 1e6 : span.duration_ns;
+  }
+
+  measure() {
+    const tEnd = this.spans.reduce((m, s) => Math.max(m, s.start_ns + this.duration(s)), this.t0);
+    this.total = Math.max(1, tEnd - this.t0);
+  }
+
+  /** Redraw the bars of running spans (and the time axis) as time passes. */
+  grow() {
+    this.measure();
+    const ticks = this.ticks();
+    this.tickRow.replaceWith(ticks);
+    this.tickRow = ticks;
+    this.draw();
   }
 
   ticks() {
@@ -87,9 +111,13 @@ export class Waterfall {
     if (span.handoff_from || span.handoff_to) {
       name.append(el("span", { class: "handoff", title: "agent handoff" }, `⇢ ${span.handoff_from || "?"} → ${span.handoff_to || span.agent || "?"} · ${span.handoff_protocol || ""}`));
     }
+    const badge = liveBadge(span);
+    if (badge) name.append(badge);
+    const duration = this.duration(span);
     const left = ((span.start_ns - this.t0) / this.total) * 100;
-    const width = Math.max(0.15, (span.duration_ns / this.total) * 100);
-    const bar = el("div", { class: "wf-bar", style: { left: `${left}%`, width: `${width}%`, background: kindColor(span.kind) } });
+    const width = Math.max(0.15, (duration / this.total) * 100);
+    const live = span.running ? " running" : span.abandoned ? " abandoned" : "";
+    const bar = el("div", { class: `wf-bar${live}`, style: { left: `${left}%`, width: `${width}%`, background: kindColor(span.kind) } });
     // The duration sits after the bar, or inside it (wide bars near the end), or before it.
     let place = { left: `${left + width}%` };
     let where = "";
@@ -97,8 +125,12 @@ export class Waterfall {
       where = width > 12 ? " inside" : " before";
       place = { right: `${100 - (width > 12 ? left + width : left)}%` };
     }
-    const label = el("span", { class: `wf-dur${where}`, style: place }, fmtDuration(span.duration_ns));
+    let text = fmtDuration(duration);
+    if (span.running) text += " …";
+    if (span.abandoned) text = `✕ never finished · last heartbeat ${fmtTime(span.last_heartbeat_ns)}`;
+    const label = el("span", { class: `wf-dur${where}${live}`, style: place }, text);
     const classes = ["wf-row"];
+    if (live) classes.push(live.trim());
     if (span.status === 2) classes.push("error");
     if (this.selected === span.span_id) classes.push("selected");
     if (this.query && span.name.toLowerCase().includes(this.query)) classes.push("match");
