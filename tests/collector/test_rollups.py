@@ -346,3 +346,14 @@ def test_a_store_from_before_rollups_builds_them_when_opened(tmp_path: Any) -> N
         assert before[0][0]["calls"] == 3
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [(None, -(2**63)), (2**63 - 1, None), (-(2**63), 2**63 - 1), (None, -(2**63) + 5)],
+)
+def test_windows_at_the_ends_of_64_bit_time_are_answered(
+    store: Any, since: Any, until: Any
+) -> None:
+    assert store.agents_graph(since, until)["edges"] is not None
+    assert isinstance(store.cost_breakdown("model", since, until, 10), list)

@@ -57,6 +57,7 @@ SUMMARY_COLUMNS: Final = (
 )
 """The trace summary columns a trace's roll-up contribution reads."""
 _STEP: Final = math.log(1.05)
+_INT64: Final = (-(2**63), 2**63 - 1)
 _USAGE_SUMS: Final = MEASURES[1:7]
 _ONE_TRACE: Final = {s: [s, 0, 0, 0, 0, 0, 0, 0.0, 0, 0] for s in (1, -1)}
 
@@ -238,10 +239,11 @@ class Window:
             self.partial.append((since_ns, until_ns))
             return
         self.hours = (first if first is not None else -(2**62), end if end is not None else 2**62)
+        # Hour edges of windows near the ends of 64-bit time stay within 64 bits.
         if since_ns is not None and first is not None and since_ns < first * HOUR_NS:
-            self.partial.append((since_ns, first * HOUR_NS))
+            self.partial.append((since_ns, min(first * HOUR_NS, _INT64[1])))
         if until_ns is not None and end is not None and until_ns > end * HOUR_NS:
-            self.partial.append((end * HOUR_NS, until_ns))
+            self.partial.append((max(end * HOUR_NS, _INT64[0]), until_ns))
 
     def hour_clauses(self, column: Any) -> list[ColumnElement[bool]]:
         assert self.hours is not None
