@@ -243,32 +243,18 @@ class SqlReads:
     def agents_graph(self, since_ns: int | None, until_ns: int | None) -> Row:
         """Agents as nodes and handoffs as edges (count, errors, latency avg/p95, cost)."""
         u, h = t.usage.c, t.handoffs.c
-        # Per (agent, trace) first, then per agent: counting traces without COUNT(DISTINCT),
-        # which sorts every row (on disk, at millions of spans on PostgreSQL).
-        per_trace = (
-            select(
-                u.agent,
-                func.sum(u.spans).label("spans"),
-                func.sum(u.errors).label("errors"),
-                func.sum(u.cost).label("cost"),
-                func.sum(u.total_tokens).label("tokens"),
-            )
-            .where(u.agent.is_not(None), *_window(u.start_ns, since_ns, until_ns))
-            .group_by(u.agent, u.trace_id)
-            .subquery()
-        )
-        a = per_trace.c
         nodes = self._rows(
             select(
-                a.agent.label("id"),
-                isum(a.spans).label("spans"),
-                func.count().label("traces"),
-                isum(a.errors).label("errors"),
-                func.sum(a.cost).label("cost"),
-                isum(a.tokens).label("tokens"),
+                u.agent.label("id"),
+                isum(u.spans).label("spans"),
+                func.count(u.trace_id.distinct()).label("traces"),
+                isum(u.errors).label("errors"),
+                func.sum(u.cost).label("cost"),
+                isum(u.total_tokens).label("tokens"),
             )
-            .group_by(a.agent)
-            .order_by(a.agent)
+            .where(u.agent.is_not(None), *_window(u.start_ns, since_ns, until_ns))
+            .group_by(u.agent)
+            .order_by(u.agent)
         )
         count = func.count()
         edges = self._rows(
