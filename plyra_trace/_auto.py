@@ -81,7 +81,7 @@ class Finished:
     span: ReadableSpan
     attributes: Mapping[str, Any]
     kind: str  # its plyra kind (from plyra's or OpenInference's attribute)
-    entry: OpenSpan  # what ran below it
+    entry: OpenSpan  # what the processor remembered of it while it ran (and below it)
 
     def text(self, key: str) -> str | None:
         """Attribute ``key`` if it is a non-empty string."""

@@ -73,7 +73,7 @@ class LiveSpanProcessor(SpanProcessor):
         self.state = PLYRA if forced else UNKNOWN
         self._tracking = True
         self._open: dict[int, Span] = {}
-        self._announced: dict[int, float] = {}
+        self._announced: dict[int, tuple[Span, float]] = {}
         self._next_probe = 0.0
         self.skipped = 0
         """Spans not tracked because ``max_open`` spans were open already."""
@@ -88,16 +88,18 @@ class LiveSpanProcessor(SpanProcessor):
         _after_fork.add(self)
 
     # --- hot path ---------------------------------------------------------------------------
+    # Keyed by the id of the span's SpanContext: the one object the live span, the readable copy
+    # on_end receives and compat's rebuilt copies share (cheaper than reading its span_id). A
+    # span whose on_end never came here (a pipeline swapped meanwhile) is forgotten by the
+    # background thread, which skips every span that has ended.
     def on_start(self, span: Span, parent_context: Any = None) -> None:
-        if self._tracking:
-            if len(self._open) < self._max_open:
-                self._open[span.context.span_id] = span
-            else:
-                self.skipped += 1
+        if len(self._open) < self._max_open:
+            self._open[id(span.context)] = span
+        elif self._tracking:
+            self.skipped += 1
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._open:
-            self._open.pop(span.context.span_id, None)
+        self._open.pop(id(span.context), None)
 
     # --- identification ---------------------------------------------------------------------
     def observe(self, response: Any, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +115,7 @@ class LiveSpanProcessor(SpanProcessor):
     def _not_plyra(self) -> None:
         self.state = OTHER
         self._tracking = False
+        self._max_open = 0
         self._open.clear()
 
     # --- background thread ------------------------------------------------------------------
@@ -138,21 +141,24 @@ class LiveSpanProcessor(SpanProcessor):
         now_ns, now = time.time_ns(), time.monotonic()
         open_spans = self._open.copy()
         due: list[Span] = []
-        for span_id, span in open_spans.items():
+        for key, span in open_spans.items():
             if now_ns - (span.start_time or now_ns) < self._delay_ns:
                 break  # insertion order is start order: the rest are younger still
-            last = self._announced.get(span_id)
-            if last is None or now - last >= self._heartbeat:
+            if span.end_time is not None:  # ended, but its on_end never came here
+                self._open.pop(key, None)
+                continue
+            last = self._announced.get(key)
+            if last is None or last[0] is not span or now - last[1] >= self._heartbeat:
                 due.append(span)
-        for span_id in [s for s in self._announced if s not in open_spans]:
-            del self._announced[span_id]
+        for key in [k for k in self._announced if k not in open_spans]:
+            del self._announced[key]
         if not due or not self._identified(now):
             return 0
         snapshots = [s for s in map(self._snapshot, due) if s is not None]
         for start in range(0, len(snapshots), _MAX_PER_REQUEST):
             self._send(snapshots[start : start + _MAX_PER_REQUEST])
         for span in due:
-            self._announced[span.context.span_id] = now
+            self._announced[id(span.context)] = (span, now)
         return len(snapshots)
 
     def _identified(self, now: float) -> bool:
@@ -227,6 +233,7 @@ class LiveSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         self._tracking = False
+        self._max_open = 0
         self._stop.set()
         self._open.clear()
         thread = self._thread

@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, Status, StatusCode
 
+from plyra_trace import _runtime
 from plyra_trace import _semconv as sc
 from plyra_trace._context import scope_attributes
 from plyra_trace._propagation import take_pending_handoff
@@ -132,7 +133,7 @@ class Pipeline(SpanProcessor):
                 # every decorated call a second, per-attribute validated write.
                 attributes = scope_attributes(parent_context)
                 if attributes:
-                    span.set_attributes(attributes)
+                    _runtime.set_attributes(span, attributes)
             parent = span.parent
             if parent is not None and parent.is_remote:
                 _receive_handoff(span, parent_context, parent)

@@ -145,7 +145,7 @@ def _succeed(span: Span, recipe: SpanRecipe, result: Any, stream_items: int | No
         if stream_items is not None:
             attributes[_STREAM_ITEMS_ATTRIBUTE] = stream_items
         if attributes:
-            span.set_attributes(attributes)
+            _runtime.set_attributes(span, attributes)
     except Exception:
         log_once("finish", "plyra_trace: could not record a call's result on its span")
     finally:

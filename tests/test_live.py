@@ -205,3 +205,15 @@ def test_open_spans_are_tracked_in_bounded_memory():
         span.end()
     assert live._open == {}
     live.shutdown()
+
+
+def test_an_ended_span_whose_end_was_missed_is_forgotten_and_never_announced():
+    live = LiveSpanProcessor(
+        "http://127.0.0.1:9/v1/traces", "http://127.0.0.1:9/v1/live", {}, delay=0, forced=True
+    )
+    span = TracerProvider().get_tracer("t").start_span("ended elsewhere")
+    live.on_start(span)
+    span.end()  # through another pipeline: this processor's on_end never runs
+    assert len(live._open) == 1
+    assert live.announce_due() == 0 and live._open == {}
+    live.shutdown()

@@ -392,7 +392,7 @@ class ServerExchange:
         elif incomplete and not self.failed:
             attributes[ERROR_TYPE] = "incomplete_response"
             span.set_status(Status(StatusCode.ERROR, "the application sent no response"))
-        span.set_attributes(attributes)
+        _runtime.set_attributes(span, attributes)
         span.end()
 
 

@@ -267,7 +267,8 @@ class _Responder:
                 return False
         elif kind != "http.response.pathsend":
             return False
-        exchange.route = _route_template(self._scope, self._root_path)
+        if exchange.owned:  # a span another library owns is named by its owner
+            exchange.route = _route_template(self._scope, self._root_path)
         exchange.body_done()
         return True
 
@@ -284,7 +285,7 @@ class _Responder:
         if exchange.ended:
             return
         try:
-            if exchange.route is None:
+            if exchange.route is None and exchange.owned:
                 exchange.route = _route_template(self._scope, self._root_path)
             exchange.finish(incomplete=self._scope.get("type") == "http")
         except Exception:

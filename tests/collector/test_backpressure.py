@@ -136,7 +136,7 @@ def _sdk_rides_out_throttling(url: str, **init: str) -> None:
     for _ in range(600):
         operation()
     flushed: list[bool] = []
-    flusher = threading.Thread(target=lambda: flushed.append(handle.force_flush(30_000)))
+    flusher = threading.Thread(target=lambda: flushed.append(bool(handle.force_flush(30_000))))
     flusher.start()
     wait_for(lambda: health()["throttled"] > 0)  # the SDK's export was refused
     slow.sendall(slow_body[1000:])

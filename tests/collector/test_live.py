@@ -204,3 +204,26 @@ def test_openapi_describes_live_ingest_and_filters(collector):
     assert list(spec["paths"]["/v1/live"]) == ["post"]
     params = {p["name"] for p in spec["paths"]["/api/v1/traces"]["get"]["parameters"]}
     assert {"running", "abandoned"} <= params
+
+
+def test_a_running_trace_is_not_decided_by_tail_sampling(tmp_path, db):
+    from plyra_trace.collector.sampling import make_policy
+
+    policy = make_policy(sample_rate=0.0, decision_wait=0.2)
+    sampling = start_collector(tmp_path, db=db, sampling=policy)
+    try:
+        post_live(sampling, live_span(760, 1, "long run"))
+        sampling.send(make_span(760, 2, "step", parent=1, base_ns=time.time_ns()))
+        sampling.send(make_span(761, 1, "ordinary", base_ns=time.time_ns()))
+        # The ordinary trace is decided (dropped) after the wait; the running one waits for it.
+        sampling.wait(lambda: sampling.get("/api/v1/sampling")["dropped"] >= 1)
+        stats = sampling.get("/api/v1/sampling")
+        assert (stats["dropped"], stats["pending"]) == (1, 1)
+        assert sampling.trace(tid(760))["running"] is True
+
+        sampling.send(make_span(760, 1, "long run", base_ns=time.time_ns()))
+        sampling.wait(lambda: sampling.get("/api/v1/sampling")["pending"] == 0)
+        assert sampling.trace(tid(760))["sampled"] is False  # decided once it finished
+        assert sampling.trace(tid(760))["span_count"] == 2
+    finally:
+        stop_collector(sampling)

@@ -142,7 +142,7 @@ def _send_all(collectors, traces):
             c.send(batch)
 
 
-def test_mix_keeps_interesting_traces_whole_and_totals_exact(request, tmp_path, db):
+def test_mix_keeps_interesting_traces_whole_totals_exact_sessions_sticky(request, tmp_path, db):
     rng = random.Random(16)
     mix = [
         (kind, _trace(rng, kind))
@@ -193,18 +193,15 @@ def test_mix_keeps_interesting_traces_whole_and_totals_exact(request, tmp_path, 
             r["total_tokens"] for r in plain.all_traces().values()
         )
 
-
-def test_session_with_a_problem_keeps_later_traces(db):
-    rng = random.Random(7)
-    with serving(db, "--sample-rate", str(RATE), "--decision-wait", "0.5") as sampled:
+        # Session stickiness: a session whose trace failed keeps its later ordinary traces.
         first = _trace(rng, "failing", session="conv-1")
         other = _trace(rng, "ordinary", session="conv-2", ordinary_out=True)
         _send_all([sampled], [first, other])
-        sampled.decided(2)
+        sampled.decided(len(mix) + 2)
         later = _trace(rng, "ordinary", session="conv-1", ordinary_out=True)
         unrelated = _trace(rng, "ordinary", session="conv-2", ordinary_out=True)
         _send_all([sampled], [later, unrelated])
-        sampled.decided(4)
+        sampled.decided(len(mix) + 4)
         kept = sampled.get(f"/api/v1/traces/{later[0]}")
         assert kept["kept_because"] == ["session"]
         assert len(kept["spans"]) == 3

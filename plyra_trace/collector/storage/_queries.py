@@ -22,7 +22,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -755,13 +754,3 @@ class SqlReads:
         subtract_traces(conn, trace_ids)
         for table in _RETENTION_TABLES:
             conn.execute(delete(table).where(table.c.trace_id.in_(trace_ids)))
-
-    def _one(self, statement: Any) -> Any:
-        rows = self._rows(statement)
-        return next(iter(rows[0].values())) if rows else None
-
-
-def has_expired(store: SqlReads, cutoff_ns: int) -> bool:
-    """Whether any trace started before ``cutoff_ns`` is still stored."""
-    tr = t.traces.c
-    return bool(store._one(select(literal(1)).where(tr.start_ns < cutoff_ns).limit(1)))

@@ -40,6 +40,7 @@ DAY_NS: Final = 86_400 * 10**9
 CHANNEL: Final = "plyra_writes"
 _NOTIFY_IDS: Final = 150
 """Trace ids a NOTIFY names at most (its payload must stay under 8000 bytes)."""
+_WORK_MEM: Final = "32MB"
 _PARTITION_LOCK: Final = 0x706C7972615F7061
 _PARTITIONED: Final = (t.spans, t.span_payloads)
 _KEYS: Final = {
@@ -83,7 +84,12 @@ class PostgresStorage(SqlReads):
             pool_size=pool_size,
             max_overflow=2 * pool_size,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 5, "application_name": "plyra-trace"},
+            connect_args={
+                "connect_timeout": 5,
+                "application_name": "plyra-trace",
+                # Group-bys of the cost and graph queries sort in memory, not on disk.
+                "options": f"-c work_mem={_WORK_MEM}",
+            },
         )
         self._origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._days: set[int] = set()

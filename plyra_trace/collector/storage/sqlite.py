@@ -69,8 +69,10 @@ def _engine(path: str, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # The writer's transactions take the write lock up front; everything else (reads, and
+        # one-statement key changes) runs in autocommit: each statement is atomic on its own.
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
