@@ -56,6 +56,11 @@ def test_every_replica_sees_all_and_one_trace_split_across_replicas_stays_exact(
         assert [(e["from"], e["to"], e["count"]) for e in graph["edges"]] == [
             ("planner", "writer", 30)
         ]
+        # The hourly roll-ups both replicas added to at once add up exactly.
+        cost = httpx.get(f"{replica.url}/api/v1/cost", params={"by": "model"}).json()["items"]
+        assert [(c["key"], c["calls"], c["total_tokens"]) for c in cost] == [
+            ("gpt-4o", 30 * 19, 30 * 1900)
+        ]
         trace = httpx.get(f"{replica.url}/api/v1/traces/{tid(529)}").json()
         assert {s["agent"] for s in trace["spans"] if s["span_id"] != sid(21)} == {"planner"}
 
