@@ -2,7 +2,8 @@
 
 Two sender processes post 512-span OTLP batches (paced, ``--rate`` spans/s each) while a thread
 asks for the trace list, cost by model and session, and the agents graph, in a loop. Every
-``--interval`` seconds it samples the collector's RSS, the SQLite WAL's size and the queries' p95
+``--interval`` seconds it samples the collector's RSS, the SQLite WAL's size (0 on PostgreSQL)
+and the queries' p95
 over the interval, and prints a row. After ``--warmup`` seconds the RSS is the baseline; the run
 fails (exit 1) when the median RSS of the last three samples exceeds it by more than
 ``--margin-mb``, or when the WAL passes 256 MB.
