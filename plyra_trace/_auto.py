@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -20,16 +20,6 @@ from opentelemetry.trace import SpanKind
 
 from plyra_trace import _semconv as sc
 from plyra_trace._context import current_agent
-from plyra_trace._guard_spans import (
-    GUARDRAILS_GUARD_SPAN,
-    GUARDRAILS_SCOPE,
-    NEMO_SCOPE,
-    guardrails_guard_attributes,
-    guardrails_part_kind,
-    is_guardrails_validator,
-    nemo_attributes,
-    validator_outcome,
-)
 from plyra_trace._llm import LLMUsage, cost_attributes, infer_provider
 from plyra_trace._processors import attributes_of, rebuilt
 from plyra_trace._runtime import INSTRUMENTATION_NAME
@@ -44,7 +34,6 @@ USAGE_COUNTED_ON: Final = "plyra.llm.usage_counted_on"
 _MAX_OPEN: Final = 50_000
 _USAGE_PREFIXES: Final = ("llm.token_count.", "llm.cost.", "gen_ai.usage.")
 _GEN_AI_CACHE_WRITE_ALT: Final = "gen_ai.usage.cache_write.input_tokens"  # anthropic 2.x's name
-_SELF_TRACING_SCOPES: Final = frozenset({ANTHROPIC_SDK_SCOPE, GUARDRAILS_SCOPE, NEMO_SCOPE})
 
 
 class OpenSpan:
@@ -57,8 +46,8 @@ class OpenSpan:
         "parent",
         "prev_agent",
         "scope",
+        "state",
         "usage_below",
-        "validators",
     )
 
     def __init__(self, parent: OpenSpan | None, scope: str, enclosing_agent: str | None) -> None:
@@ -68,7 +57,7 @@ class OpenSpan:
         self.has_llm = False  # an LLM span finished somewhere below
         self.usage_below = False  # a span below carried token counts
         self.last_agent: str | None = None  # the last agent node that finished as a child
-        self.validators: list[dict[str, Any]] | None = None  # a guardrails-ai guard call's
+        self.state: Any = None  # what a scope's reader keeps about the span while it runs
         self.prev_agent = (
             (parent.last_agent or parent.enclosing_agent) if parent is not None else enclosing_agent
         )
@@ -128,7 +117,7 @@ def _tracked_at_start(span: Span, scope: str) -> bool:
         if span.kind is not SpanKind.INTERNAL:
             return False
         return attributes_of(span).get(sc.PLYRA_SPAN_KIND) == sc.SpanKind.LLM.value
-    return scope.startswith(_OI_SCOPE_PREFIX) or scope in _SELF_TRACING_SCOPES
+    return scope.startswith(_OI_SCOPE_PREFIX) or scope == ANTHROPIC_SDK_SCOPE or scope in _readers
 
 
 def _kind_of(attributes: Mapping[str, Any]) -> str | None:
@@ -202,7 +191,23 @@ def _without_usage(attributes: Mapping[str, Any], counted_on: str) -> dict[str, 
     return kept
 
 
+class ScopeReader(Protocol):
+    """Reads every span of one instrumentation scope (a library that traces itself): told when
+    a span starts (to keep ``entry.state``), it returns the span as plyra records it."""
+
+    def started(self, span: Span, entry: OpenSpan) -> None: ...
+
+    def finished(self, span: ReadableSpan, entry: OpenSpan) -> ReadableSpan: ...
+
+
 _rules: dict[str, AgentRule] = {}
+_readers: dict[str, ScopeReader] = {}
+
+
+def add_scope_reader(scope: str, reader: ScopeReader) -> None:
+    """Hand every span of instrumentation ``scope`` to ``reader`` (integrations call it when
+    imported, e.g. for guard libraries whose spans become GUARD decisions)."""
+    _readers[scope] = reader
 
 
 def add_agent_rule(scope: str, rule: AgentRule) -> None:
@@ -236,8 +241,9 @@ class AutoSpanProcessor(SpanProcessor):
             return
         enclosing = parent_entry.enclosing_agent if parent_entry else current_agent(parent_context)
         entry = OpenSpan(parent_entry, scope, enclosing)
-        if scope == GUARDRAILS_SCOPE and span.name == GUARDRAILS_GUARD_SPAN:
-            entry.validators = []
+        reader = _readers.get(scope) if _readers else None
+        if reader is not None:
+            reader.started(span, entry)
         self._open[span.context.span_id] = entry
 
     def transform(self, span: ReadableSpan) -> ReadableSpan:
@@ -252,11 +258,9 @@ class AutoSpanProcessor(SpanProcessor):
 
     def _transform(self, span: ReadableSpan, entry: OpenSpan) -> ReadableSpan:
         scope = entry.scope
-        if scope == GUARDRAILS_SCOPE:
-            return self._guardrails(span, entry)
-        if scope == NEMO_SCOPE:
-            added = nemo_attributes(span.name, attributes_of(span))
-            return span if added is None else rebuilt(span, {**attributes_of(span), **added})
+        reader = _readers.get(scope) if _readers else None
+        if reader is not None:
+            return reader.finished(span, entry)
         attributes = dict(attributes_of(span))
         kind = _kind_of(attributes)
         if kind is None and scope != ANTHROPIC_SDK_SCOPE:
@@ -288,25 +292,6 @@ class AutoSpanProcessor(SpanProcessor):
             attributes.update(sc.kind_attributes(sc.SpanKind(kind)))
             changed = True
         return rebuilt(span, attributes) if changed else span
-
-    @staticmethod
-    def _guardrails(span: ReadableSpan, entry: OpenSpan) -> ReadableSpan:
-        """A guard call becomes the GUARD decision; its validators and steps report to it."""
-        attributes = dict(attributes_of(span))
-        if entry.validators is not None:
-            attributes.update(guardrails_guard_attributes(attributes, entry.validators))
-            return rebuilt(span, attributes)
-        if is_guardrails_validator(attributes):
-            node = entry.parent
-            while node is not None and node.validators is None:
-                node = node.parent
-            if node is not None and node.validators is not None:
-                node.validators.append(validator_outcome(attributes))
-        kind = guardrails_part_kind(attributes)
-        if kind is None:
-            return span
-        attributes.update(sc.kind_attributes(kind))
-        return rebuilt(span, attributes)
 
     @staticmethod
     def _anthropic_sdk_kind(attributes: dict[str, Any], entry: OpenSpan) -> str | None:
@@ -341,7 +326,9 @@ __all__ = [
     "AutoSpanProcessor",
     "Finished",
     "OpenSpan",
+    "ScopeReader",
     "add_agent_rule",
+    "add_scope_reader",
     "agent_attributes",
     "in_process_handoff",
     "text",

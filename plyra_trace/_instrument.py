@@ -49,7 +49,8 @@ _TARGETS: Final = {
     ),
     "ag2": _Target("autogen", "openinference.instrumentation.ag2", "AG2Instrumentor", "ag2"),
     # guardrails-ai >= 0.5.1 traces itself (OpenInference's instrumentor supports only older
-    # versions); AutoSpanProcessor turns its guard spans into GUARD decisions (_guard_spans).
+    # versions); AutoSpanProcessor turns its guard spans into GUARD decisions
+    # (integrations/guardrails.py).
     "guardrails": _Target("guardrails", None, "", ""),
 }
 _ALIASES: Final = {

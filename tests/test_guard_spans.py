@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from plyra_trace._guard_spans import guardrails_guard_attributes, validator_outcome
+from plyra_trace.integrations.guardrails import guard_call_attributes, validator_outcome
 
 
 def _validator(name: str, outcome: str, on_fail: str) -> dict[str, str]:
@@ -23,7 +23,7 @@ def test_an_unknown_on_fail_is_recorded_lower_cased_and_the_most_severe_action_d
         validator_outcome(_validator("c", "pass", "OnFailAction.EXCEPTION")),
     ]
     assert [s["action"] for s in said] == ["quarantine", "modify", "allow"]
-    attributes = guardrails_guard_attributes({"guard.name": "g"}, said)
+    attributes = guard_call_attributes({"guard.name": "g"}, said)
     assert (attributes["guard.action"], attributes["guard.policy"]) == ("modify", "b")
     assert attributes["guard.provider"] == "guardrails-ai"
 
@@ -31,6 +31,6 @@ def test_an_unknown_on_fail_is_recorded_lower_cased_and_the_most_severe_action_d
 def test_a_validator_that_raised_has_no_outcome_and_a_guard_without_validators_allows():
     raised = validator_outcome({"validator.name": "x", "validator.on_fail": "exception"})
     assert (raised["outcome"], raised["action"]) == ("error", "block")
-    attributes = guardrails_guard_attributes({"guard.name": "g"}, [])
+    attributes = guard_call_attributes({"guard.name": "g"}, [])
     assert (attributes["guard.action"], attributes["guard.triggered"]) == ("allow", False)
     assert attributes["guard.policy"] == "g"

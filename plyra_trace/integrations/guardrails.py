@@ -1,16 +1,12 @@
-"""Guard libraries that trace themselves: their spans turned into plyra GUARD decisions.
+"""guardrails-ai (>= 0.5.1) traces itself: its spans become plyra GUARD decisions.
 
-guardrails-ai (>= 0.5.1) and NeMo Guardrails (with its OpenTelemetry tracing adapter) write spans
-through the global tracer provider. ``AutoSpanProcessor`` hands their spans to these pure
-functions, which add ``guard.*`` through the same ``guard_attributes`` as ``@guard``:
-
-- guardrails-ai: one GUARD decision per ``Guard`` call (its ``guard`` span). Each validator's span
-  reports an outcome; a pass allows, a failure acts by the validator's ``on_fail``
-  (``ON_FAIL_ACTIONS``); the guard takes the most severe, and lists every validator in
-  ``guard.details``. Validator spans become EVALUATOR spans and steps CHAIN spans, so one call
-  counts once.
-- NeMo Guardrails: one GUARD decision per input or output rail (``guardrails.rail``): a rail that
-  stopped the conversation blocked, any other allowed.
+One GUARD decision per ``Guard`` call (its ``guard`` span), with ``guard.*`` written by the same
+``guard_attributes`` as ``@guard``. Each validator's span reports an outcome; a pass allows, a
+failure acts by the validator's ``on_fail`` (``ON_FAIL_ACTIONS``); the guard takes the most
+severe, and lists every validator in ``guard.details``. Validator spans become EVALUATOR spans and
+steps CHAIN spans, so one call counts once. ``plyra_trace.instrument("guardrails")`` switches
+guardrails' own tracing on; importing this module (the package does) adds the reader to
+``AutoSpanProcessor``. guardrails itself is never imported here.
 """
 
 from __future__ import annotations
@@ -19,20 +15,22 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from opentelemetry.sdk.trace import ReadableSpan, Span
+
+from plyra_trace import _auto
 from plyra_trace import _semconv as sc
 from plyra_trace._guard import guard_attributes
+from plyra_trace._processors import attributes_of, rebuilt
 
-GUARDRAILS_SCOPE: Final = "guardrails-ai"
-GUARDRAILS_PROVIDER: Final = "guardrails-ai"
-NEMO_SCOPE: Final = "nemo_guardrails"
-NEMO_PROVIDER: Final = "nemo-guardrails"
+__all__ = ["ON_FAIL_ACTIONS", "guard_call_attributes", "validator_outcome"]
 
-GUARDRAILS_GUARD_SPAN: Final = "guard"  # the span of one Guard call (type guardrails/guard)
+SCOPE: Final = "guardrails-ai"
+PROVIDER: Final = "guardrails-ai"
+
+_GUARD_SPAN: Final = "guard"  # the span of one Guard call (type guardrails/guard)
 _GUARDRAILS_TYPE: Final = "type"
 _VALIDATOR_TYPE: Final = "guardrails/guard/step/validator"
 _STEP_TYPE: Final = "guardrails/guard/step"
-_NEMO_RAIL: Final = "guardrails.rail"
-_NEMO_REQUEST: Final = "guardrails.request"
 
 # A failed validator acts by its on_fail; unknown values are recorded lower-cased as they are.
 ON_FAIL_ACTIONS: Final = {
@@ -49,24 +47,21 @@ _SEVERITY: Final = {"block": 0, "modify": 1, "redact": 2, "flag": 3, "allow": 5}
 _UNKNOWN_SEVERITY: Final = 4
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """A non-empty string, else None."""
     return value if isinstance(value, str) and value else None
 
 
 def _on_fail(value: Any) -> str:
     """``OnFailAction.FIX`` (how guardrails writes it) -> ``fix``."""
-    text = _text(value) or "noop"
-    return text.rsplit(".", 1)[-1].lower()
-
-
-def is_guardrails_validator(attributes: Mapping[str, Any]) -> bool:
-    return attributes.get(_GUARDRAILS_TYPE) == _VALIDATOR_TYPE
+    said = text(value) or "noop"
+    return said.rsplit(".", 1)[-1].lower()
 
 
 def validator_outcome(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """What one guardrails-ai validator said, from its span's attributes."""
     outcome = "error"  # no output: the validator itself raised
-    error = _text(attributes.get("validator.validate.output.error_message"))
+    error = text(attributes.get("validator.validate.output.error_message"))
     output = attributes.get(sc.OUTPUT_VALUE)
     if isinstance(output, str):
         try:
@@ -78,7 +73,7 @@ def validator_outcome(attributes: Mapping[str, Any]) -> dict[str, Any]:
     on_fail = _on_fail(attributes.get("validator.on_fail"))
     action = "allow" if outcome == "pass" else ON_FAIL_ACTIONS.get(on_fail, on_fail)
     said: dict[str, Any] = {
-        "validator": _text(attributes.get("validator.name")) or "validator",
+        "validator": text(attributes.get("validator.name")) or "validator",
         "outcome": outcome,
         "on_fail": on_fail,
         "action": action,
@@ -88,11 +83,11 @@ def validator_outcome(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return said
 
 
-def guardrails_guard_attributes(
+def guard_call_attributes(
     attributes: Mapping[str, Any], validators: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """``guard.*`` for one guardrails-ai ``Guard`` call from its validators' outcomes."""
-    name = _text(attributes.get(sc.GUARD_NAME)) or "guard"
+    name = text(attributes.get(sc.GUARD_NAME)) or "guard"
     deciding = min(
         validators,
         key=lambda v: _SEVERITY.get(v["action"], _UNKNOWN_SEVERITY),
@@ -107,11 +102,11 @@ def guardrails_guard_attributes(
     policy = deciding["validator"] if triggered and deciding is not None else name
     return {
         **sc.kind_attributes(sc.SpanKind.GUARD),
-        **guard_attributes(policy, action, triggered, 1.0, details, GUARDRAILS_PROVIDER),
+        **guard_attributes(policy, action, triggered, 1.0, details, PROVIDER),
     }
 
 
-def guardrails_part_kind(attributes: Mapping[str, Any]) -> sc.SpanKind | None:
+def _part_kind(attributes: Mapping[str, Any]) -> sc.SpanKind | None:
     """The kind for a guardrails-ai span inside a guard call (validators, steps)."""
     kind = attributes.get(_GUARDRAILS_TYPE)
     if kind == _VALIDATOR_TYPE:
@@ -121,24 +116,29 @@ def guardrails_part_kind(attributes: Mapping[str, Any]) -> sc.SpanKind | None:
     return None
 
 
-def nemo_attributes(name: str, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``guard.*`` for a NeMo Guardrails rail span; CHAIN for its request span; None otherwise."""
-    if name == _NEMO_REQUEST:
-        return dict(sc.kind_attributes(sc.SpanKind.CHAIN))
-    if name != _NEMO_RAIL:
-        return None
-    rail = _text(attributes.get("rail.name")) or "rail"
-    stopped = attributes.get("rail.stop") is True
-    decisions = attributes.get("rail.decisions")
-    details: dict[str, Any] = {
-        "rail": rail,
-        "rail_type": _text(attributes.get("rail.type")),
-        "decisions": list(decisions) if isinstance(decisions, list | tuple) else [],
-    }
-    return {
-        **sc.kind_attributes(sc.SpanKind.GUARD),
-        sc.GUARD_NAME: rail,
-        **guard_attributes(
-            rail, "block" if stopped else "allow", stopped, 1.0, details, NEMO_PROVIDER
-        ),
-    }
+class _Reader:
+    """Collects validator outcomes under each guard call and writes the decision at its end."""
+
+    def started(self, span: Span, entry: _auto.OpenSpan) -> None:
+        if span.name == _GUARD_SPAN:
+            entry.state = []  # the validators' outcomes, appended as they finish
+
+    def finished(self, span: ReadableSpan, entry: _auto.OpenSpan) -> ReadableSpan:
+        attributes = dict(attributes_of(span))
+        if entry.state is not None:
+            attributes.update(guard_call_attributes(attributes, entry.state))
+            return rebuilt(span, attributes)
+        if attributes.get(_GUARDRAILS_TYPE) == _VALIDATOR_TYPE:
+            node = entry.parent
+            while node is not None and node.state is None:
+                node = node.parent
+            if node is not None:
+                node.state.append(validator_outcome(attributes))
+        kind = _part_kind(attributes)
+        if kind is None:
+            return span
+        attributes.update(sc.kind_attributes(kind))
+        return rebuilt(span, attributes)
+
+
+_auto.add_scope_reader(SCOPE, _Reader())
