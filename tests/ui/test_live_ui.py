@@ -47,10 +47,11 @@ def _width(row: Any) -> float:
 
 def test_a_running_bar_grows_then_finishes(live_collector: Any, chromium: Any) -> None:
     collector, handle = live_collector
+    release = threading.Event()  # the tool runs until the test has watched its bar grow
 
     @plyra_trace.tool(name="long-search")
     def search() -> str:
-        time.sleep(4.0)
+        release.wait(30)
         return "found"
 
     @plyra_trace.agent(name="live-agent")
@@ -81,6 +82,7 @@ def test_a_running_bar_grows_then_finishes(live_collector: Any, chromium: Any) -
         grown_width = _width(tool)
         assert grown_width > first_width  # the tool's bar grows as time passes
 
+        release.set()
         worker.join(10)
         handle.force_flush()
         page.wait_for_selector(".wf-row", state="attached")
@@ -93,7 +95,8 @@ def test_a_running_bar_grows_then_finishes(live_collector: Any, chromium: Any) -
         )
         assert page.locator(".live-badge").count() == 0
         final = _seconds(page.locator('.wf-row[data-kind="AGENT"] .wf-dur').inner_text())
-        assert final == pytest.approx(4.5, abs=0.5)
+        assert final > first + 0.5  # the finished span's duration, at least what ran live
     finally:
+        release.set()
         worker.join(10)
         context.close()
